@@ -1,0 +1,5 @@
+import sys
+
+from aeclust.cli import main
+
+sys.exit(main())

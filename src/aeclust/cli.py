@@ -1,0 +1,145 @@
+"""The ``aeclust`` command: each sub-command builds its settings and calls one API function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from aeclust.errors import AeclustError
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    from aeclust.presets import DEFAULT_MODEL, MODELS
+
+    parser.add_argument("--data", default=None, help="a HW9-layout directory, or the embedded set's name (default)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"one of: {', '.join(MODELS)} (default {DEFAULT_MODEL})")
+    parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same clusters")
+    parser.add_argument("--k", type=int, help="number of clusters (default 2)")
+    parser.add_argument("--batch-size", type=int, help="training batch size")
+    parser.add_argument("--lr", type=float, help="Adam learning rate")
+    parser.add_argument("--beta", type=float, help="weight of the rotation loss (models with rotation)")
+    parser.add_argument("--reducer", help="none | pca | kpca")
+    parser.add_argument("--components", type=int, help="components kept by the reducer")
+    parser.add_argument("--embedder", help="none | tsne | sklearn-tsne | umap")
+    parser.add_argument("--clusterer", help="kmeans | gmm | agglomerative")
+    parser.add_argument("--latent", help="flatten | pool | pool+flatten")
+    parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+
+
+def build_config(args: argparse.Namespace):
+    """The named model's configuration with the command line's overrides applied."""
+    from aeclust.presets import preset
+
+    config = preset(args.model)
+    if args.data is not None:
+        config.data = str(args.data)
+    config.seed = args.seed
+    overrides = [
+        (config.train, "epochs", args.epochs),
+        (config.train, "batch_size", args.batch_size),
+        (config.train, "lr", args.lr),
+        (config.model, "rotation_weight", args.beta),
+        (config.cluster, "k", args.k),
+        (config.cluster, "reducer", args.reducer),
+        (config.cluster, "components", args.components),
+        (config.cluster, "embedder", args.embedder),
+        (config.cluster, "clusterer", args.clusterer),
+        (config.cluster, "latent", args.latent),
+        (config, "threads", args.threads),
+    ]
+    for section, name, value in overrides:
+        if value is not None:
+            setattr(section, name, value)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aeclust.pipeline import run
+
+    result = run(build_config(args), args.out or args.resume, resume=args.resume is not None, force=args.force)
+    metrics = result.metrics
+    lines = [f"run directory: {result.run_dir}"]
+    for key in ("val_accuracy", "train_accuracy", "val_mse", "train_mse"):
+        if key in metrics:
+            lines.append(f"{key}: {metrics[key]:.4f}")
+    lines.append(f"seconds: {metrics['timings']['total_seconds']:.0f}")
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from aeclust.score import score_prediction
+
+    scores = score_prediction(Path(args.prediction), Path(args.answers))
+    print(f"{scores['accuracy']:.4f}")
+    if args.verbose:
+        print(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from aeclust.data import export_hw9, load_images
+
+    for path in export_hw9(load_images(args.source), args.directory, overwrite=args.force):
+        print(path)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from aeclust.presets import MODELS, preset
+
+    for name in MODELS:
+        config = preset(name)
+        print(f"{name:20s} {json.dumps(config.to_dict()['model'])}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aeclust", description="Cluster images with no labels, by autoencoder latents.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train a model, cluster, and write prediction.csv and metrics")
+    _add_run_options(run)
+    run.add_argument("--out", help="run directory (default runs/MODEL-TIME); an existing one is never overwritten")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last complete epoch")
+    run.add_argument("--force", action="store_true", help="replace the run directory given by --out")
+    run.set_defaults(handler=cmd_run)
+
+    score = commands.add_parser("score", help="print the accuracy of a prediction.csv against an answer key")
+    score.add_argument("prediction", metavar="PREDICTION_CSV")
+    score.add_argument("answers", metavar="ANSWERS_NPY")
+    score.add_argument("-v", "--verbose", action="store_true", help="also print NMI, ARI and the matching")
+    score.set_defaults(handler=cmd_score)
+
+    data = commands.add_parser("data", help="work with data sets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    export = data_commands.add_parser("export", help="write a data set (default: the embedded one) in HW9 layout")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--source", default=None, help="what to export (default: the embedded set)")
+    export.add_argument("--force", action="store_true", help="replace existing .npy files in DIR")
+    export.set_defaults(handler=cmd_data_export)
+
+    models = commands.add_parser("models", help="list the named models")
+    models.set_defaults(handler=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except AeclustError as error:
+        print(f"aeclust: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("aeclust: interrupted; `aeclust run --resume DIR` continues from the last complete epoch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Points → k clusters, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.mixture import GaussianMixture
+
+from aeclust.config import ClusterConfig
+from aeclust.embed import latent_features
+from aeclust.errors import ConfigError, unknown_name
+from aeclust.reduce import embed_2d, reduce
+
+
+def _kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
+
+
+def _gmm(points: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return GaussianMixture(n_components=k, n_init=3, random_state=seed).fit_predict(points)
+
+
+def _agglomerative(points: np.ndarray, k: int, seed: int) -> np.ndarray:
+    return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(points)
+
+
+CLUSTERERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "kmeans": _kmeans,
+    "gmm": _gmm,
+    "agglomerative": _agglomerative,
+}
+
+
+def cluster(points: np.ndarray, k: int, method: str = "kmeans", seed: int = 0) -> np.ndarray:
+    """Assign each row of ``points`` to one of ``k`` clusters, numbered 0..k-1."""
+    if method not in CLUSTERERS:
+        raise unknown_name("clusterer", method, list(CLUSTERERS))
+    if not 2 <= k <= len(points):
+        raise ConfigError(f"k={k} must be between 2 and the number of images ({len(points)})")
+    return CLUSTERERS[method](points, k, seed).astype(np.int64)
+
+
+@dataclass
+class Clustering:
+    """What the clustering stage produced for one set of latents."""
+
+    features: np.ndarray  # after the reducer
+    embedding: np.ndarray  # 2-D (or the reducer's output when the embedder is "none")
+    clusters: np.ndarray
+
+
+def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
+    """The whole clustering stage: latent features → reducer → embedder → clusterer."""
+    features = latent_features(latents, config.latent, config.standardize)
+    reduced = reduce(features, config, seed)
+    embedding = embed_2d(reduced, config, seed)
+    return Clustering(reduced, embedding, cluster(embedding, config.k, config.clusterer, seed))

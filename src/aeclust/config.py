@@ -1,0 +1,99 @@
+"""Every setting of a run, as dataclasses that round-trip through JSON (``config.json`` in a run directory)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aeclust.errors import ConfigError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelConfig:
+    """The autoencoder and its self-supervised objective."""
+
+    arch: str = "resnet"  # baseline | resnet
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks_per_stage: int = 1
+    norm: str = "batch"
+    activation: str = "relu"
+    rotation: bool = True  # rotation self-supervision on or off
+    rotation_weight: float = 10.0  # β in loss = MSE + β·CE
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-5
+    flip: bool = False  # random horizontal flips as augmentation
+
+
+@dataclass
+class ClusterConfig:
+    """Latents → reducer → embedder → clusterer."""
+
+    k: int = 2
+    latent: str = "flatten"  # flatten | pool (global average over space)
+    standardize: bool = False  # z-score each latent feature before reducing
+    reducer: str = "kpca"  # none | pca | kpca
+    components: int = 200
+    kpca_gamma: float | None = None  # None: 1 / n_features, as scikit-learn does
+    embedder: str = "tsne"  # none | tsne | sklearn-tsne | umap
+    perplexity: float = 30.0
+    clusterer: str = "kmeans"  # kmeans | gmm | agglomerative
+
+
+@dataclass
+class RunConfig:
+    model_name: str = "improved"
+    data: str = "animals-vs-vehicles"
+    seed: int = 0
+    threads: int = 0  # 0: one per CPU core
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        values = dict(values)
+        version = values.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ConfigError(f"configuration format version {version}; expected {FORMAT_VERSION}")
+        sections = {"model": ModelConfig, "train": TrainConfig, "cluster": ClusterConfig}
+        for key, section in sections.items():
+            values[key] = _build(section, values.get(key, {}), key)
+        values["model"].widths = tuple(values["model"].widths)
+        return _build(cls, values, "run")
+
+    def save(self, path: Path) -> None:
+        from aeclust.io import write_text_atomic
+
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: expected a run configuration (JSON), could not read it ({error})") from None
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    if dataclasses.is_dataclass(values):
+        return values
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{section}]: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**values)

@@ -1,0 +1,34 @@
+"""Autoencoders by architecture name: ``create_autoencoder(ModelConfig(...))``."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from aeclust.config import ModelConfig
+from aeclust.errors import unknown_name
+from aeclust.models.baseline import BaselineAutoencoder
+from aeclust.models.heads import RotationHead, rotate_batch
+from aeclust.models.resnet import ACTIVATIONS, NORMS, ResNetAutoencoder
+
+ARCHITECTURES = {"baseline": BaselineAutoencoder, "resnet": ResNetAutoencoder}
+
+__all__ = ["ARCHITECTURES", "BaselineAutoencoder", "ResNetAutoencoder", "RotationHead", "create_autoencoder", "rotate_batch"]
+
+
+def create_autoencoder(config: ModelConfig, image_size: int = 32) -> nn.Module:
+    """Build the autoencoder ``config`` describes, for square images of side ``image_size``."""
+    if config.arch == "baseline":
+        return BaselineAutoencoder(image_size, widths=tuple(config.widths))
+    if config.arch == "resnet":
+        if config.norm not in NORMS:
+            raise unknown_name("norm", config.norm, list(NORMS))
+        if config.activation not in ACTIVATIONS:
+            raise unknown_name("activation", config.activation, list(ACTIVATIONS))
+        return ResNetAutoencoder(
+            image_size,
+            widths=tuple(config.widths),
+            blocks_per_stage=config.blocks_per_stage,
+            norm=config.norm,
+            activation=config.activation,
+        )
+    raise unknown_name("architecture", config.arch, list(ARCHITECTURES))

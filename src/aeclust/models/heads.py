@@ -1,0 +1,33 @@
+"""Heads on the latent, and the rotation pretext task they learn from."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+N_ROTATIONS = 4  # 0°, 90°, 180°, 270°
+
+
+class RotationHead(nn.Module):
+    """A linear classifier on the flattened latent that predicts which multiple of 90° the input was turned by."""
+
+    def __init__(self, latent_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(latent_features, N_ROTATIONS)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.linear(latent.flatten(1))
+
+
+def rotate_batch(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn each image by a random multiple of 90°; return the turned images and the multiples.
+
+    One ``torch.rot90`` per rotation group rather than a Python loop over single images.
+    """
+    turns = torch.randint(0, N_ROTATIONS, (len(images),), generator=generator)
+    rotated = torch.empty_like(images)
+    for k in range(N_ROTATIONS):
+        chosen = turns == k
+        if chosen.any():
+            rotated[chosen] = torch.rot90(images[chosen], k, dims=(2, 3))
+    return rotated, turns

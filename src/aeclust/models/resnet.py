@@ -1,0 +1,74 @@
+"""The improved autoencoder: residual blocks, learned stride-2 downsampling, sub-pixel upsampling."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+NORMS = {"batch": nn.BatchNorm2d, "group": lambda c: nn.GroupNorm(min(8, c), c), "none": lambda c: nn.Identity()}
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
+
+
+class ResidualBlock(nn.Module):
+    """conv3×3 → norm → act → conv3×3 → norm, added to the input, then act."""
+
+    def __init__(self, channels: int, norm: str = "batch", activation: str = "relu") -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), NORMS[norm](channels), ACTIVATIONS[activation](),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), NORMS[norm](channels),
+        )  # fmt: skip
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x + self.body(x))
+
+
+class SubPixelUpsample(nn.Sequential):
+    """Double the side by a conv to 4× the output channels, then ``nn.PixelShuffle(2)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, activation: str) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels * 4, 3, padding=1, bias=False),
+            nn.PixelShuffle(2),
+            NORMS[norm](out_channels),
+            ACTIVATIONS[activation](),
+        )
+
+
+class ResNetAutoencoder(nn.Module):
+    """Three stages down (32→16→8→4 at 32×32 input) and three up, one or more residual blocks per stage."""
+
+    def __init__(
+        self,
+        image_size: int = 32,
+        widths: tuple[int, ...] = (32, 64, 128, 256),
+        blocks_per_stage: int = 1,
+        norm: str = "batch",
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        act = ACTIVATIONS[activation]
+        down: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1, bias=False), NORMS[norm](widths[0]), act()]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            down += [ResidualBlock(c_in, norm, activation) for _ in range(blocks_per_stage)]
+            down += [nn.Conv2d(c_in, c_out, 2, stride=2), NORMS[norm](c_out), act()]
+        self.encoder = nn.Sequential(*down)
+        up: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:0:-1], widths[-2::-1]):
+            up += [SubPixelUpsample(c_in, c_out, norm, activation)]
+            up += [ResidualBlock(c_out, norm, activation) for _ in range(blocks_per_stage)]
+        up += [nn.Conv2d(widths[0], 3, 3, padding=1), nn.Tanh()]
+        self.decoder = nn.Sequential(*up)
+        side = image_size // 2 ** (len(widths) - 1)
+        self.latent_shape = (widths[-1], side, side)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(latent)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = self.encode(images)
+        return self.decode(latent), latent

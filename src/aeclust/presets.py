@@ -1,0 +1,51 @@
+"""Named models: the study's two, the ablations between them, and aeclust's default.
+
+Each name maps to a whole :class:`RunConfig` (model, training and clustering settings), so
+``aeclust run --model NAME`` reproduces that configuration and options only override single fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aeclust.config import ClusterConfig, ModelConfig, RunConfig, TrainConfig
+from aeclust.errors import unknown_name
+
+# The study's clustering stage: flattened latents → KernelPCA(rbf, 200) → scikit-learn t-SNE → k-means.
+STUDY_CLUSTERING = dict(latent="flatten", reducer="kpca", components=200, embedder="sklearn-tsne", clusterer="kmeans")
+STUDY_TRAINING = dict(epochs=20, batch_size=64, lr=3e-4, weight_decay=1e-5)
+BASELINE_MODEL = dict(arch="baseline", widths=(64, 128, 256), rotation=False)
+RESNET_MODEL = dict(arch="resnet", widths=(32, 64, 128, 256), blocks_per_stage=1, norm="batch", activation="relu")
+
+
+def _preset(name: str, model: dict, train: dict, cluster: dict) -> Callable[[], RunConfig]:
+    def build() -> RunConfig:
+        return RunConfig(
+            model_name=name, model=ModelConfig(**model), train=TrainConfig(**train), cluster=ClusterConfig(**cluster)
+        )
+
+    return build
+
+
+MODELS: dict[str, Callable[[], RunConfig]] = {
+    # The study's baseline, exactly.
+    "baseline": _preset("baseline", BASELINE_MODEL, STUDY_TRAINING, STUDY_CLUSTERING),
+    # Ablations: rotation alone on the baseline, the new architecture alone.
+    "baseline+rotation": _preset(
+        "baseline+rotation", {**BASELINE_MODEL, "rotation": True, "rotation_weight": 10.0}, STUDY_TRAINING, STUDY_CLUSTERING
+    ),
+    "resnet": _preset("resnet", {**RESNET_MODEL, "rotation": False}, STUDY_TRAINING, STUDY_CLUSTERING),
+    # The study's improved model: both.
+    "improved": _preset(
+        "improved", {**RESNET_MODEL, "rotation": True, "rotation_weight": 10.0}, STUDY_TRAINING, STUDY_CLUSTERING
+    ),
+}
+
+DEFAULT_MODEL = "improved"
+
+
+def preset(name: str) -> RunConfig:
+    """The full configuration of a named model."""
+    if name not in MODELS:
+        raise unknown_name("model", name, list(MODELS))
+    return MODELS[name]()

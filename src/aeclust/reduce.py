@@ -1,0 +1,82 @@
+"""Latents → fewer dimensions (reducers) → 2-D (embedders), each chosen by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.decomposition import PCA, KernelPCA
+
+from aeclust.config import ClusterConfig
+from aeclust.errors import unknown_name
+
+
+def _none(features: np.ndarray, config: ClusterConfig, seed: int) -> np.ndarray:
+    return features
+
+
+def _pca(features: np.ndarray, config: ClusterConfig, seed: int) -> np.ndarray:
+    components = min(config.components, *features.shape)
+    return PCA(n_components=components, random_state=seed).fit_transform(features)
+
+
+def _kpca(features: np.ndarray, config: ClusterConfig, seed: int) -> np.ndarray:
+    components = min(config.components, features.shape[0] - 1)
+    # arpack is exact and deterministic for a given seed; scikit-learn's 'auto' may pick it anyway.
+    kpca = KernelPCA(
+        n_components=components,
+        kernel="rbf",
+        gamma=config.kpca_gamma,
+        eigen_solver="randomized" if len(features) > 3000 else "arpack",
+        random_state=seed,
+    )
+    return kpca.fit_transform(features)
+
+
+REDUCERS: dict[str, Callable[[np.ndarray, ClusterConfig, int], np.ndarray]] = {
+    "none": _none,
+    "pca": _pca,
+    "kpca": _kpca,
+}
+
+
+def _tsne(features: np.ndarray, config: ClusterConfig, seed: int) -> np.ndarray:
+    from openTSNE import TSNE
+
+    perplexity = min(config.perplexity, max(2.0, (len(features) - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, random_state=seed, n_jobs=1, verbose=False)
+    return np.asarray(tsne.fit(features.astype(np.float64)))
+
+
+def _sklearn_tsne(features: np.ndarray, config: ClusterConfig, seed: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = min(config.perplexity, max(2.0, (len(features) - 1) / 3))
+    return TSNE(n_components=2, perplexity=perplexity, random_state=seed).fit_transform(features)
+
+
+def _umap(features: np.ndarray, config: ClusterConfig, seed: int) -> np.ndarray:
+    import umap
+
+    neighbours = int(min(15, len(features) - 1))
+    return umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed, n_jobs=1).fit_transform(features)
+
+
+EMBEDDERS: dict[str, Callable[[np.ndarray, ClusterConfig, int], np.ndarray]] = {
+    "none": _none,
+    "tsne": _tsne,  # openTSNE: FFT-accelerated, linear in N
+    "sklearn-tsne": _sklearn_tsne,  # the study's t-SNE
+    "umap": _umap,
+}
+
+
+def reduce(features: np.ndarray, config: ClusterConfig, seed: int = 0) -> np.ndarray:
+    if config.reducer not in REDUCERS:
+        raise unknown_name("reducer", config.reducer, list(REDUCERS))
+    return REDUCERS[config.reducer](features, config, seed)
+
+
+def embed_2d(features: np.ndarray, config: ClusterConfig, seed: int = 0) -> np.ndarray:
+    if config.embedder not in EMBEDDERS:
+        raise unknown_name("embedder", config.embedder, list(EMBEDDERS))
+    return EMBEDDERS[config.embedder](features, config, seed)

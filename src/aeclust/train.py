@@ -1,0 +1,236 @@
+"""Training: reconstruction MSE (+ β · rotation cross-entropy), a checkpoint and a history row every epoch.
+
+A checkpoint holds everything needed to rebuild the model and continue exactly where training stopped:
+weights, optimizer, the random generator's state, the epoch and the history so far (as nanoGPT does).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from aeclust.cluster import cluster_latents
+from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig
+from aeclust.data import ImageSet
+from aeclust.embed import encode_images, to_model_input
+from aeclust.errors import CheckpointError
+from aeclust.io import torch_save_atomic, write_text_atomic
+from aeclust.metrics import binary_accuracy, hungarian_accuracy
+from aeclust.models import RotationHead, create_autoencoder, rotate_batch
+
+CHECKPOINT_KIND = "aeclust-checkpoint"
+LAST_CHECKPOINT = "last.pt"
+
+
+@dataclass
+class EpochRecord:
+    """One row of history.csv."""
+
+    epoch: int
+    train_loss: float  # the training objective, averaged over the epoch's batches
+    train_mse: float  # reconstruction MSE on all of trainX, unrotated, in [-1, 1] space
+    rotation_accuracy: float  # share of batches' rotations the head got right (nan without rotation)
+    val_accuracy: float  # the full clustering pipeline on val latents (nan without val)
+    train_seconds: float
+    eval_seconds: float
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
+
+
+def accuracy_of(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """max(acc, 1 − acc) for two binary label sets; Hungarian-matched accuracy otherwise."""
+    if len(np.unique(labels)) == 2 and len(np.unique(clusters)) <= 2:
+        binary = np.unique(labels, return_inverse=True)[1]
+        return binary_accuracy(binary, clusters)
+    return hungarian_accuracy(labels, clusters)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Trainer:
+    """Trains one autoencoder on ``images.train_images`` and records a checkpoint per epoch in ``run_dir``."""
+
+    def __init__(self, config: RunConfig, images: ImageSet, run_dir: Path) -> None:
+        self.config = config
+        self.images = images
+        self.checkpoint_dir = Path(run_dir) / "checkpoints"
+        self.history_path = Path(run_dir) / "history.csv"
+        set_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model = create_autoencoder(config.model, images.image_size)
+        latent_features = int(np.prod(self.model.latent_shape))
+        self.head = RotationHead(latent_features) if config.model.rotation else None
+        parameters = list(self.model.parameters()) + (list(self.head.parameters()) if self.head else [])
+        self.optimizer = torch.optim.Adam(parameters, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        # One generator drives shuffling, flips and rotations, so its saved state makes a resume exact.
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+        self.history: list[EpochRecord] = []
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def state(self, full: bool) -> dict:
+        state = {
+            "kind": CHECKPOINT_KIND,
+            "format_version": FORMAT_VERSION,
+            "model_config": asdict(self.config.model),
+            "image_size": self.images.image_size,
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "head": self.head.state_dict() if self.head else None,
+        }
+        if full:
+            state |= {
+                "config": self.config.to_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "history": [asdict(record) for record in self.history],
+            }
+        return state
+
+    def save_checkpoint(self) -> None:
+        torch_save_atomic(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt", self.state(full=False))
+        torch_save_atomic(self.checkpoint_dir / LAST_CHECKPOINT, self.state(full=True))
+
+    def resume(self) -> bool:
+        """Continue from ``checkpoints/last.pt`` if there is one; return whether there was."""
+        path = self.checkpoint_dir / LAST_CHECKPOINT
+        if not path.exists():
+            return False
+        state = load_checkpoint(path, expect=self.config.model)
+        self.model.load_state_dict(state["model"])
+        if self.head is not None:
+            self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+        self.history = [EpochRecord(**row) for row in state["history"]]
+        log(f"resuming from {path} after epoch {self.epoch}")
+        return True
+
+    # -- training ----------------------------------------------------------------------------------
+    def train_one_epoch(self) -> tuple[float, float]:
+        self.model.train()
+        if self.head is not None:
+            self.head.train()
+        train = self.config.train
+        inputs = self.inputs
+        order = torch.randperm(len(inputs), generator=self.generator)
+        total_loss, correct, seen = 0.0, 0, 0
+        batches = range(0, len(order), train.batch_size)
+        progress = tqdm(batches, desc=f"epoch {self.epoch + 1}/{train.epochs}", leave=False, disable=None, unit="batch")
+        for start in progress:
+            batch = inputs[order[start : start + train.batch_size]]
+            if train.flip:
+                flipped = torch.rand(len(batch), generator=self.generator) < 0.5
+                batch[flipped] = batch[flipped].flip(3)
+            if self.head is not None:
+                batch, turns = rotate_batch(batch, self.generator)
+            reconstruction, latent = self.model(batch)
+            loss = F.mse_loss(reconstruction, batch)
+            if self.head is not None:
+                logits = self.head(latent)
+                loss = loss + self.config.model.rotation_weight * F.cross_entropy(logits, turns)
+                correct += int((logits.argmax(1) == turns).sum())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * len(batch)
+            seen += len(batch)
+            progress.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+        rotation_accuracy = correct / seen if self.head is not None else float("nan")
+        return total_loss / seen, rotation_accuracy
+
+    def evaluate(self) -> tuple[float, float]:
+        """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline."""
+        _, train_mse = encode_images(self.model, self.images.train_images, with_mse=True)
+        val_accuracy = float("nan")
+        if self.images.has_val:
+            val_latents, _ = encode_images(self.model, self.images.val_images)
+            clusters = cluster_latents(val_latents, self.config.cluster, self.config.seed).clusters
+            val_accuracy = accuracy_of(self.images.val_labels, clusters)
+        return float(train_mse), val_accuracy
+
+    def fit(self, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
+        """Train until ``config.train.epochs``, evaluating, checkpointing and logging after every epoch."""
+        self.inputs = to_model_input(self.images.train_images)
+        while self.epoch < self.config.train.epochs:
+            started = time.perf_counter()
+            loss, rotation_accuracy = self.train_one_epoch()
+            trained = time.perf_counter()
+            train_mse, val_accuracy = self.evaluate()
+            self.epoch += 1
+            record = EpochRecord(
+                self.epoch, loss, train_mse, rotation_accuracy, val_accuracy,
+                trained - started, time.perf_counter() - trained,
+            )  # fmt: skip
+            self.history.append(record)
+            self.save_checkpoint()
+            write_history(self.history_path, self.history)
+            log(
+                f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {train_mse:.4f}  "
+                f"val acc {val_accuracy:.3f}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
+            )
+            if on_epoch is not None:
+                on_epoch(record)
+        return self.history
+
+
+def write_history(path: Path, history: list[EpochRecord]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = [f.name for f in fields(EpochRecord)]
+    writer.writerow(names)
+    for record in history:
+        writer.writerow([f"{getattr(record, name):.6g}" if isinstance(getattr(record, name), float) else getattr(record, name) for name in names])
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_history(path: Path) -> list[EpochRecord]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    types = {f.name: f.type for f in fields(EpochRecord)}
+    return [EpochRecord(**{k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in row.items()}) for row in rows]
+
+
+def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:
+    """Load a checkpoint, refusing one from another format version or (given ``expect``) another model."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: expected an aeclust checkpoint, could not read it ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
+        raise CheckpointError(f"{path}: expected an aeclust checkpoint, found another kind of file")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {state.get('format_version')}; this aeclust reads version {FORMAT_VERSION}"
+        )
+    if expect is not None and state["model_config"] != asdict(expect):
+        raise CheckpointError(
+            f"{path}: checkpoint is of model {state['model_config']['arch']} with other settings; "
+            f"expected {expect.arch} as configured for this run"
+        )
+    return state
+
+
+def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the autoencoder stored in a checkpoint, in eval mode; also return the checkpoint."""
+    state = load_checkpoint(path)
+    config = ModelConfig(**{**state["model_config"], "widths": tuple(state["model_config"]["widths"])})
+    model = create_autoencoder(config, state["image_size"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state
