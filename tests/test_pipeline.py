@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+
+from aeclust.cluster import cluster_latents
+from aeclust.config import ClusterConfig, RunConfig
+from aeclust.errors import ConfigError
+from aeclust.pipeline import run
+
+from conftest import tiny_config
+
+
+def test_run_writes_every_output(small_set, tmp_path):
+    result = run(tiny_config(epochs=2), tmp_path / "run", images=small_set)
+    out = result.run_dir
+    assert out == tmp_path / "run"
+    lines = (out / "prediction.csv").read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 241 and lines[1].startswith("0,")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("val_accuracy", "train_mse", "val_mse", "train_accuracy"):
+        assert key in metrics
+    assert 0.5 <= metrics["val_accuracy"] <= 1
+    assert (out / "history.csv").read_text().count("\n") == 3
+    assert (out / "checkpoints" / "epoch_002.pt").exists()
+    assert RunConfig.load(out / "config.json") == tiny_config(epochs=2)
+    assert np.load(out / "arrays" / "val_embedding.npy").shape == (120, 2)
+
+
+def test_a_new_run_never_overwrites_an_old_one(small_set, tmp_path):
+    first = run(tiny_config(epochs=1), tmp_path / "run", images=small_set)
+    before = (first.run_dir / "prediction.csv").read_bytes()
+    second = run(tiny_config(epochs=1, seed=1), tmp_path / "run", images=small_set)
+    assert second.run_dir == tmp_path / "run-2"
+    assert (first.run_dir / "prediction.csv").read_bytes() == before
+
+
+def test_same_seed_same_clusters(small_set, tmp_path):
+    a = run(tiny_config(epochs=1, seed=3), tmp_path / "a", images=small_set)
+    b = run(tiny_config(epochs=1, seed=3), tmp_path / "b", images=small_set)
+    assert (a.run_dir / "prediction.csv").read_bytes() == (b.run_dir / "prediction.csv").read_bytes()
+
+
+def test_k_larger_than_the_data_is_refused(small_set, tmp_path):
+    config = tiny_config(epochs=1)
+    config.cluster.k = 1000
+    with pytest.raises(ConfigError, match="k=1000 must be between 2 and the number of train images \\(240\\)"):
+        run(config, tmp_path / "run", images=small_set)
+
+
+@pytest.mark.parametrize(
+    "reducer, embedder, clusterer",
+    [("none", "none", "kmeans"), ("pca", "umap", "gmm"), ("kpca", "sklearn-tsne", "agglomerative"), ("kpca", "tsne", "kmeans")],
+)
+def test_each_stage_can_be_swapped_by_name(reducer, embedder, clusterer):
+    rng = np.random.default_rng(0)
+    # Two well-separated blobs of 8-channel 2×2 "latents".
+    latents = np.concatenate([rng.normal(0, 1, (60, 8, 2, 2)), rng.normal(6, 1, (60, 8, 2, 2))]).astype(np.float32)
+    truth = np.repeat([0, 1], 60)
+    config = ClusterConfig(reducer=reducer, components=5, embedder=embedder, clusterer=clusterer, perplexity=10)
+    clustering = cluster_latents(latents, config, seed=0)
+    assert clustering.clusters.shape == (120,)
+    assert max(np.mean(clustering.clusters == truth), np.mean(clustering.clusters != truth)) == 1.0
+
+
+def test_unknown_stage_names_are_refused():
+    latents = np.zeros((10, 2, 1, 1), np.float32)
+    with pytest.raises(ConfigError, match="unknown reducer 'ica'"):
+        cluster_latents(latents, ClusterConfig(reducer="ica"))
+    with pytest.raises(ConfigError, match="unknown clusterer 'dbscan'"):
+        cluster_latents(latents, ClusterConfig(reducer="none", embedder="none", clusterer="dbscan"))

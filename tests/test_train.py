@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from aeclust.errors import CheckpointError
+from aeclust.train import Trainer, load_checkpoint, load_model, read_history
+
+from conftest import tiny_config
+
+
+@pytest.mark.parametrize("arch, rotation", [("baseline", False), ("resnet", True)])
+def test_reconstruction_error_goes_down(small_set, tmp_path, arch, rotation):
+    config = tiny_config(epochs=5, rotation=rotation, arch=arch)
+    config.train.batch_size, config.train.lr = 16, 2e-3
+    history = Trainer(config, small_set, tmp_path).fit()
+    assert [r.epoch for r in history] == [1, 2, 3, 4, 5]
+    assert history[-1].train_mse < 0.9 * history[0].train_mse
+    assert 0.5 <= history[-1].val_accuracy <= 1.0
+    if rotation:
+        assert 0.25 < history[-1].rotation_accuracy <= 1.0
+    else:
+        assert np.isnan(history[-1].rotation_accuracy)
+
+
+def test_every_epoch_leaves_a_checkpoint_and_a_history_row(small_set, tmp_path):
+    Trainer(tiny_config(epochs=3), small_set, tmp_path).fit()
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "last.pt"]
+    rows = read_history(tmp_path / "history.csv")
+    assert [r.epoch for r in rows] == [1, 2, 3]
+    model, state = load_model(tmp_path / "checkpoints" / "epoch_002.pt")
+    assert state["epoch"] == 2
+    assert model(torch.zeros(1, 3, 32, 32))[0].shape == (1, 3, 32, 32)
+
+
+def test_resume_continues_exactly(small_set, tmp_path):
+    straight = Trainer(tiny_config(epochs=3), small_set, tmp_path / "a").fit()
+    Trainer(tiny_config(epochs=1), small_set, tmp_path / "b").fit()
+    resumed = Trainer(tiny_config(epochs=3), small_set, tmp_path / "b")
+    assert resumed.resume()
+    history = resumed.fit()
+    assert [r.train_mse for r in history] == [r.train_mse for r in straight]
+    assert [r.val_accuracy for r in history] == [r.val_accuracy for r in straight]
+
+
+def test_checkpoint_of_another_model_is_refused(small_set, tmp_path):
+    Trainer(tiny_config(epochs=1, arch="baseline", rotation=False), small_set, tmp_path).fit()
+    other = Trainer(tiny_config(epochs=2), small_set, tmp_path)
+    with pytest.raises(CheckpointError, match="checkpoint is of model baseline with other settings; expected resnet"):
+        other.resume()
+
+
+def test_checkpoint_of_another_format_version_is_refused(small_set, tmp_path):
+    trainer = Trainer(tiny_config(epochs=1), small_set, tmp_path)
+    trainer.fit()
+    state = trainer.state(full=True) | {"format_version": 999}
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="checkpoint format version 999; this aeclust reads version 1"):
+        load_checkpoint(tmp_path / "old.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="junk.pt: expected an aeclust checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
