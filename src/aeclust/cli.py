@@ -126,6 +126,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the named models")
     models.set_defaults(handler=cmd_models)
+
+    from aeclust.report.cli import add_commands  # report, compare
+
+    add_commands(commands)
     return parser
 
 

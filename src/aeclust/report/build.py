@@ -1,0 +1,175 @@
+"""``build_report`` (finished runs → a report directory) and ``compare`` (train models side by side, then report)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from aeclust.config import RunConfig
+from aeclust.data import ImageSet, load_images
+from aeclust.errors import ConfigError, RunDirError
+from aeclust.io import write_text_atomic
+from aeclust.pipeline import new_run_dir, run
+from aeclust.presets import preset
+from aeclust.report import COMPARED_MODELS, DEFAULT_INDICES
+from aeclust.report.figures import confusion_figure, embedding_figure, history_figure
+from aeclust.report.grids import check_indices, reconstruction_figure, typical_figure
+from aeclust.report.html import RunSection, render_page
+from aeclust.report.runs import FinishedRun, class_names, images_for, load_runs
+from aeclust.report.style import save_figure
+from aeclust.report.table import table_rows, text_table
+from aeclust.train import log
+
+INDEX_FILE = "index.html"
+TABLE_FILE = "table.md"  # the results table as Markdown, to quote in a note
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+
+
+def prepare_report_dir(out: str | Path | None, force: bool, kind: str = "report") -> Path:
+    """A new, empty report directory: ``out``, or ``out-2``… beside it; with ``force``, ``out`` replaced.
+
+    ``force`` replaces only an earlier report (a directory holding index.html) or an empty directory, so a
+    mistyped ``--out`` cannot delete a run or anything else.
+    """
+    if force and out is not None and Path(out).exists():
+        directory = Path(out)
+        if not directory.is_dir() or (any(directory.iterdir()) and not (directory / INDEX_FILE).is_file()):
+            raise RunDirError(
+                f"{directory}: --force replaces only an aeclust report directory (one holding {INDEX_FILE})"
+            )
+        shutil.rmtree(directory)
+    else:
+        directory = new_run_dir(out, kind)
+    directory.mkdir(parents=True)
+    return directory
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "run"
+
+
+def _details(run: FinishedRun) -> str:
+    cluster = run.config.cluster
+    scores = run.metrics.get("val_scores", {})
+    parts = [
+        str(run.run_dir),
+        f"{len(run.history)} epochs",
+        f"seed {run.config.seed}",
+        (
+            f"{cluster.latent} latents → {cluster.reducer} ({cluster.components}) → {cluster.embedder} → "
+            f"{cluster.clusterer} (k = {cluster.k})"
+        ),
+    ]
+    if "nmi" in scores:
+        parts.append(f"val NMI {scores['nmi']:.3f}, ARI {scores['ari']:.3f}")
+    return " · ".join(parts)
+
+
+def write_report(runs: Sequence[FinishedRun], images: ImageSet, directory: Path, indices: Sequence[int]) -> Path:
+    """Draw every figure into ``directory`` and write ``index.html`` there; return the page's path."""
+    sections = []
+    for number, finished in enumerate(runs, start=1):
+        log(f"report: drawing the figures of {finished.label} ({finished.run_dir})")
+        names = class_names(finished, images)
+        stem = f"{number}-{_slug(finished.label)}"
+        confusion = confusion_figure(finished, images, names)
+        sections.append(
+            RunSection(
+                anchor=f"run-{number}",
+                label=finished.label,
+                details=_details(finished),
+                embedding=save_figure(
+                    embedding_figure(finished, images, names), directory / f"{stem}-embedding.png"
+                ).name,
+                history=save_figure(history_figure(finished), directory / f"{stem}-training.png").name,
+                typical=save_figure(typical_figure(finished, images, names), directory / f"{stem}-clusters.png").name,
+                confusion=None
+                if confusion is None
+                else save_figure(confusion, directory / f"{stem}-confusion.png").name,
+            )
+        )
+    log("report: drawing the reconstructions")
+    save_figure(
+        reconstruction_figure(runs, images, indices, class_names(runs[0], images)), directory / RECONSTRUCTIONS_FILE
+    )
+    rows = table_rows(runs)
+    write_text_atomic(directory / TABLE_FILE, text_table(rows) + "\n")
+    page = render_page(
+        title="aeclust report: " + " vs ".join(section.label for section in sections),
+        data_source=images.source or images.name,
+        generated=f"{datetime.now():%Y-%m-%d %H:%M}",
+        rows=rows,
+        sections=sections,
+        reconstructions=RECONSTRUCTIONS_FILE,
+        indices=indices,
+    )
+    write_text_atomic(directory / INDEX_FILE, page)
+    log(f"report: {directory / INDEX_FILE}")
+    return directory / INDEX_FILE
+
+
+def build_report(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    indices: Sequence[int] = DEFAULT_INDICES,
+    *,
+    images: ImageSet | None = None,
+    force: bool = False,
+) -> Path:
+    """Build a report of finished runs in a new directory; return the path of its ``index.html``.
+
+    ``images`` are the images the runs were made from; by default they are loaded from the runs' ``config.data``.
+    Everything is read and checked before the directory is made, so bad input leaves nothing behind.
+    """
+    runs = load_runs(run_dirs)
+    images = images_for(runs, images)
+    indices = check_indices(indices, images)
+    return write_report(runs, images, prepare_report_dir(out_dir, force), indices)
+
+
+def _compared_config(
+    model: str | RunConfig, data: str | None, seed: int, epochs: int | None, threads: int | None
+) -> RunConfig:
+    config = preset(model) if isinstance(model, str) else copy.deepcopy(model)
+    if data is not None:
+        config.data = str(data)
+    config.seed = seed
+    if epochs is not None:
+        config.train.epochs = epochs
+    if threads is not None:
+        config.threads = threads
+    return config
+
+
+def compare(
+    data: str | Path | None = None,
+    *,
+    models: Sequence[str | RunConfig] = COMPARED_MODELS,
+    epochs: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    out: str | Path | None = None,
+    indices: Sequence[int] = DEFAULT_INDICES,
+    force: bool = False,
+    images: ImageSet | None = None,
+) -> Path:
+    """Train ``models`` (preset names or configurations) on the same data with the same seed, then report them.
+
+    The runs go into ``OUT/runs/MODEL`` and the report into ``OUT``; return the path of ``OUT/index.html``.
+    """
+    if not models:
+        raise ConfigError("expected at least one model to compare, found none")
+    configs = [_compared_config(model, None if data is None else str(data), seed, epochs, threads) for model in models]
+    sources = sorted({config.data for config in configs})
+    if len(sources) > 1:
+        raise ConfigError(f"the models name different data ({', '.join(sources)}); expected one data set for all")
+    images = images if images is not None else load_images(configs[0].data)
+    indices = check_indices(indices, images)  # before hours of training, not after
+    directory = prepare_report_dir(out, force, kind="compare")
+    run_dirs = [run(config, directory / "runs" / config.model_name, images=images).run_dir for config in configs]
+    runs = load_runs(run_dirs)
+    return write_report(runs, images_for(runs, images), directory, indices)

@@ -1,0 +1,193 @@
+"""The report's plots: the 2-D embedding, the training curve and the confusion matrix of one run."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from aeclust.data import ImageSet
+from aeclust.metrics import matching
+from aeclust.report.runs import FinishedRun
+from aeclust.report.style import OKABE_ITO, SEQUENTIAL_MAP, class_name, colour, marker, new_figure
+
+EMBEDDER_AXES = {"tsne": "t-SNE", "sklearn-tsne": "t-SNE", "umap": "UMAP"}
+MSE_COLOUR, ACCURACY_COLOUR = OKABE_ITO[0], OKABE_ITO[5]  # blue and vermillion: apart in hue and in lightness
+
+
+def embedding_split(run: FinishedRun, images: ImageSet) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The split to show: val (labelled, what the study shows) when the run has it, else train with its answer key."""
+    if run.val_embedding is not None:
+        return "val", run.val_embedding, run.val_clusters, images.val_labels
+    return "train", run.train_embedding, run.train_clusters, images.train_labels
+
+
+def cluster_colours(labels: np.ndarray | None, clusters: np.ndarray) -> tuple[dict[int, int], dict[int, int]]:
+    """Each cluster's palette index and, when labels exist, the class it is matched to.
+
+    A cluster takes the colour of the class the Hungarian matching names it after, so where the two
+    embedding panels agree they look alike and every disagreement stands out.
+    """
+    cluster_ids = [int(c) for c in np.unique(clusters)]
+    matched = matching(labels, clusters) if labels is not None else {}
+    colour_of = {c: matched[c] for c in cluster_ids if c in matched}
+    spare = int(labels.max()) + 1 if labels is not None else 0  # past every class's colour
+    for c in cluster_ids:
+        if c not in colour_of:
+            colour_of[c] = spare
+            spare += 1
+    return colour_of, matched
+
+
+def _scatter_groups(
+    axes: Axes, points: np.ndarray, groups: np.ndarray, names: dict[int, str], colours: dict[int, int]
+) -> None:
+    for group in sorted(names):
+        member = groups == group
+        palette_index = colours[group]
+        axes.scatter(
+            points[member, 0],
+            points[member, 1],
+            s=9,
+            alpha=0.75,
+            linewidths=0,
+            color=colour(palette_index),
+            marker=marker(palette_index),
+            label=f"{names[group]} ({int(member.sum())})",
+        )
+
+
+def _legend_below(axes: Axes, title: str, entries: int) -> None:
+    axes.legend(
+        title=title,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.13),
+        ncol=min(entries, 3),
+        markerscale=2.2,
+        frameon=False,
+    )
+
+
+def embedding_figure(run: FinishedRun, images: ImageSet, names: list[str] | None) -> Figure:
+    """The 2-D embedding coloured by true class (when known) beside the same points coloured by predicted cluster."""
+    split, embedding, clusters, labels = embedding_split(run, images)
+    axis_name = EMBEDDER_AXES.get(run.config.cluster.embedder, "dimension")
+    panels = 2 if labels is not None else 1
+    figure = new_figure(5.4 * panels, 5.6)
+    axes = figure.subplots(1, panels, sharex=True, sharey=True, squeeze=False)[0]
+    colour_of, matched = cluster_colours(labels, clusters)
+    if labels is not None:
+        classes = {int(c): class_name(names, int(c)) for c in np.unique(labels)}
+        _scatter_groups(axes[0], embedding, labels, classes, {c: c for c in classes})
+        axes[0].set_title(f"coloured by true class ({split})")
+        _legend_below(axes[0], "true class", len(classes))
+    cluster_names = {
+        c: f"cluster {c} ≈ {class_name(names, matched[c])}" if c in matched else f"cluster {c}" for c in colour_of
+    }
+    _scatter_groups(axes[-1], embedding, clusters, cluster_names, colour_of)
+    axes[-1].set_title(f"coloured by predicted cluster ({run.config.cluster.clusterer})")
+    _legend_below(
+        axes[-1], "predicted cluster (≈ matched class)" if matched else "predicted cluster", len(cluster_names)
+    )
+    for panel in axes:
+        panel.set_xlabel(f"{axis_name} 1")
+        panel.set_ylabel(f"{axis_name} 2")
+    figure.suptitle(f"{run.label}: {split} images in the 2-D embedding ({len(embedding)} points)")
+    return figure
+
+
+def history_figure(run: FinishedRun) -> Figure:
+    """Train MSE (left axis) and val accuracy (right axis) at every checkpoint."""
+    figure = new_figure(7.5, 4.6)
+    axes = figure.subplots()
+    epochs = [record.epoch for record in run.history]
+    train_mse = [record.train_mse for record in run.history]
+    val_accuracy = [record.val_accuracy for record in run.history]
+    handles = axes.plot(
+        epochs, train_mse, color=MSE_COLOUR, marker="o", label="train MSE (all train images, [-1, 1] space)"
+    )
+    axes.set_ylabel("train MSE", color=MSE_COLOUR)
+    axes.tick_params(axis="y", colors=MSE_COLOUR)
+    if any(not math.isnan(value) for value in val_accuracy):
+        twin = axes.twinx()
+        handles += twin.plot(
+            epochs,
+            val_accuracy,
+            color=ACCURACY_COLOUR,
+            marker="s",
+            linestyle="--",
+            label="val accuracy of the whole clustering pipeline",
+        )
+        twin.set_ylabel("val accuracy", color=ACCURACY_COLOUR)
+        twin.tick_params(axis="y", colors=ACCURACY_COLOUR)
+    else:
+        axes.text(
+            0.5, 0.5, "no val images: no accuracy to plot", transform=axes.transAxes, ha="center", color="#555555"
+        )
+    if not epochs:
+        axes.text(0.5, 0.4, "no epochs trained", transform=axes.transAxes, ha="center", color="#555555")
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
+    figure.suptitle(f"{run.label}: training, {len(epochs)} checkpoints")
+    return figure
+
+
+def _confusion_panel(axes: Axes, labels: np.ndarray, clusters: np.ndarray, k: int, names: list[str] | None, title: str):
+    classes = np.unique(labels)
+    matched = matching(labels, clusters)
+    # Columns in the order of their matched classes, so agreement runs down the diagonal; unmatched clusters last.
+    class_rank = {int(c): rank for rank, c in enumerate(classes)}
+    cluster_ids = sorted(
+        {int(c) for c in np.union1d(np.arange(k), np.unique(clusters))},
+        key=lambda c: (class_rank[matched[c]], c) if c in matched else (len(classes), c),
+    )
+    column_of = {c: column for column, c in enumerate(cluster_ids)}
+    counts = np.zeros((len(classes), len(cluster_ids)), dtype=np.int64)
+    np.add.at(counts, (np.searchsorted(classes, labels), [column_of[int(c)] for c in clusters]), 1)
+    image = axes.imshow(counts, cmap=SEQUENTIAL_MAP, vmin=0, aspect="auto")
+    row_totals = counts.sum(axis=1, keepdims=True)
+    threshold = counts.max() / 2
+    for (row, column), count in np.ndenumerate(counts):
+        share = count / row_totals[row, 0] if row_totals[row, 0] else 0.0
+        axes.text(
+            column,
+            row,
+            f"{count}\n{share:.0%}",
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="black" if count > threshold else "white",  # cividis is light at the top, dark at the bottom
+        )
+    axes.set_xticks(range(len(cluster_ids)))
+    axes.set_xticklabels([f"{c}\n≈ {class_name(names, matched[c])}" if c in matched else str(c) for c in cluster_ids])
+    axes.set_yticks(range(len(classes)))
+    axes.set_yticklabels([class_name(names, int(c)) for c in classes])
+    axes.set_xlabel("predicted cluster (≈ matched class)")
+    axes.set_ylabel("true class")
+    axes.set_title(title)
+    return image
+
+
+def confusion_figure(run: FinishedRun, images: ImageSet, names: list[str] | None) -> Figure | None:
+    """True class × predicted cluster, for val and (with an answer key) train; None when no labels exist."""
+    panels = []
+    if run.val_clusters is not None:
+        panels.append((f"val ({len(run.val_clusters)} images)", images.val_labels, run.val_clusters))
+    if images.train_labels is not None:
+        panels.append(
+            (f"train, by the answer key ({len(run.train_clusters)} images)", images.train_labels, run.train_clusters)
+        )
+    if not panels:
+        return None
+    size = max(len(np.unique(panels[0][1])), run.config.cluster.k)
+    figure = new_figure(max(4.8, 1.1 * size + 2.6) * len(panels), max(4.2, 0.8 * size + 2.4))
+    for axes, (title, labels, clusters) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        image = _confusion_panel(axes, labels, clusters, run.config.cluster.k, names, title)
+        figure.colorbar(image, ax=axes, label="images (count)", shrink=0.85)
+    figure.suptitle(f"{run.label}: confusion matrix (cell: images, and share of the true class)")
+    return figure
