@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -13,11 +14,14 @@ import pytest
 from PIL import Image
 
 from aeclust.cli import main
+from aeclust.data import ImageSet
 from aeclust.errors import ConfigError, InputError, RunDirError
 from aeclust.pipeline import run
 from aeclust.report import build_report, compare
+from aeclust.report.build import write_report
 from aeclust.report.figures import cluster_colours
 from aeclust.report.grids import montage, typicality_order
+from aeclust.report.runs import load_run
 from aeclust.report.table import COLUMNS, format_seconds
 
 from conftest import tiny_config
@@ -166,6 +170,21 @@ def test_the_browser_check_sees_a_missing_figure(report, tmp_path):
     assert probe_in_chromium(directory, tmp_path)["broken"] == ["reconstructions.png"]
 
 
+def test_a_run_without_labels_still_gets_a_report(run_dirs, small_set, tmp_path):
+    """No val set and no answer key: the embedding shows train clusters alone, and there is no confusion matrix."""
+    unlabelled = ImageSet(name="unlabelled", train_images=small_set.train_images)
+    finished = dataclasses.replace(load_run(run_dirs[0]), val_embedding=None, val_clusters=None)
+    (tmp_path / "out").mkdir()
+    page = write_report([finished], unlabelled, tmp_path / "out", indices=(0,)).read_text()
+    assert "nothing to confuse" in page
+    assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == [
+        "1-tiny-resnet-clusters.png",
+        "1-tiny-resnet-embedding.png",
+        "1-tiny-resnet-training.png",
+        "reconstructions.png",
+    ]
+
+
 def test_an_existing_report_is_never_overwritten(run_dirs, small_set, tmp_path):
     first = build_report(run_dirs[:1], tmp_path / "out", indices=(0,), images=small_set)
     before = first.read_bytes()
@@ -202,7 +221,7 @@ def test_bad_run_directories_are_refused_with_the_path(run_dirs, tmp_path):
 
 
 def test_images_that_do_not_match_the_run_are_refused(run_dirs, small_set, tmp_path):
-    fewer = type(small_set)(name="fewer", train_images=small_set.train_images[:100])
+    fewer = ImageSet(name="fewer", train_images=small_set.train_images[:100])
     with pytest.raises(
         InputError, match=f"{re.escape(str(run_dirs[0]))}: the run clustered 240 train images but fewer has 100"
     ):

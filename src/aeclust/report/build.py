@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.errors import ConfigError, RunDirError
@@ -69,6 +71,11 @@ def _details(run: FinishedRun) -> str:
     return " · ".join(parts)
 
 
+def _save(figure: Figure | None, directory: Path, stem: str, kind: str) -> str | None:
+    """Save one run's figure as ``STEM-KIND.png``; return its file name (None for a figure there is no data for)."""
+    return None if figure is None else save_figure(figure, directory / f"{stem}-{kind}.png").name
+
+
 def write_report(runs: Sequence[FinishedRun], images: ImageSet, directory: Path, indices: Sequence[int]) -> Path:
     """Draw every figure into ``directory`` and write ``index.html`` there; return the page's path."""
     sections = []
@@ -76,20 +83,15 @@ def write_report(runs: Sequence[FinishedRun], images: ImageSet, directory: Path,
         log(f"report: drawing the figures of {finished.label} ({finished.run_dir})")
         names = class_names(finished, images)
         stem = f"{number}-{_slug(finished.label)}"
-        confusion = confusion_figure(finished, images, names)
         sections.append(
             RunSection(
                 anchor=f"run-{number}",
                 label=finished.label,
                 details=_details(finished),
-                embedding=save_figure(
-                    embedding_figure(finished, images, names), directory / f"{stem}-embedding.png"
-                ).name,
-                history=save_figure(history_figure(finished), directory / f"{stem}-training.png").name,
-                typical=save_figure(typical_figure(finished, images, names), directory / f"{stem}-clusters.png").name,
-                confusion=None
-                if confusion is None
-                else save_figure(confusion, directory / f"{stem}-confusion.png").name,
+                embedding=_save(embedding_figure(finished, images, names), directory, stem, "embedding"),
+                history=_save(history_figure(finished), directory, stem, "training"),
+                typical=_save(typical_figure(finished, images, names), directory, stem, "clusters"),
+                confusion=_save(confusion_figure(finished, images, names), directory, stem, "confusion"),
             )
         )
     log("report: drawing the reconstructions")

@@ -81,8 +81,8 @@ def typicality_order(embedding: np.ndarray, clusters: np.ndarray, cluster: int) 
     """The cluster's members, closest to the cluster's centre first.
 
     Distance is measured in the 2-D embedding, not in the reduced features, because the embedding is the space
-    the clusterer partitioned: its centre is k-means' own centroid, so "typical" means what decided the
-    assignment. The reduced features (200-D after KernelPCA) are not kept in a run, and in that many dimensions
+    the clusterer partitioned: with k-means (the default) the centre is the clusterer's own centroid, so
+    "typical" means what decided the assignment. The reduced features (200-D after KernelPCA) are not kept in a run, and in that many dimensions
     distances crowd together, so near and far would differ less. t-SNE keeps neighbourhoods rather than global
     distances: the least typical images are those on the cluster's rim, often next to another cluster, which
     are the borderline cases a user wants to see.
