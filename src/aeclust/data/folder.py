@@ -1,0 +1,168 @@
+"""A folder of image files, searched recursively, with sub-folder names as labels (the ImageFolder convention).
+
+Sub-folder labels are an answer key like ``trainY.npy``: they score the clustering and never train it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from aeclust.data.images import ImageSet
+from aeclust.data.pixels import IMAGE_EXTENSIONS, UnreadableImageError, is_image_name, read_image
+from aeclust.errors import InputError
+
+# Skipped files are named one by one up to this many; past it they are only counted, so a folder of
+# ten thousand broken files does not bury the terminal.
+MAX_LISTED = 10
+
+# A file found in a folder or archive: its path relative to the top, and how to get its contents.
+FileEntry = tuple[PurePosixPath, Callable[[], "str | os.PathLike | bytes"]]
+
+
+def warn(message: str) -> None:
+    print(f"aeclust: warning: {message}", file=sys.stderr, flush=True)
+
+
+def is_hidden(relative: PurePosixPath) -> bool:
+    """Hidden files and macOS metadata (``.DS_Store``, ``__MACOSX/._cat.jpg``) are never part of an image set."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+
+
+def folder_classes(paths: list[PurePosixPath]) -> list[str | None]:
+    """Each path's class: its first folder below the folders all paths share (None for a path at that level).
+
+    Skipping the shared folders lets an archive that wraps everything in one top folder (``pets/cat/1.jpg``,
+    ``pets/dog/2.jpg``) give the classes ``cat`` and ``dog``, as the unwrapped folder would.
+    """
+    folders = [path.parts[:-1] for path in paths]
+    shortest, shared = min(len(parts) for parts in folders), 0
+    while shared < shortest and len({parts[shared] for parts in folders}) == 1:
+        shared += 1
+    return [parts[shared] if len(parts) > shared else None for parts in folders]
+
+
+def images_from_files(
+    entries: Iterable[FileEntry],
+    *,
+    where: str,
+    name: str,
+    image_size: int,
+    describe: Callable[[PurePosixPath], str],
+    kind: str = "folder",
+    notes: list[str] | None = None,
+) -> ImageSet:
+    """Decode every image among ``entries`` into an :class:`ImageSet`, skipping unreadable ones with a warning.
+
+    ``describe`` names one file in messages and ``kind`` the whole ("folder" or "archive"); ``notes`` holds
+    remarks made already (a damaged archive, say). Rows are ordered by relative path; each row's id is that path.
+    """
+    notes = notes if notes is not None else []
+    decoded: dict[PurePosixPath, np.ndarray] = {}
+    unreadable: dict[PurePosixPath, str] = {}
+    other_files: list[PurePosixPath] = []
+    for relative, contents in entries:
+        if is_hidden(relative) or not is_image_name(relative.name):
+            other_files.append(relative)
+            continue
+        try:
+            decoded[relative] = read_image(contents(), image_size)
+        except UnreadableImageError as error:
+            unreadable[relative] = str(error)
+
+    if not decoded:
+        raise _nothing_readable(where, kind, unreadable, other_files, describe)
+    if unreadable:
+        for relative, reason in list(unreadable.items())[:MAX_LISTED]:
+            warn(f"{describe(relative)}: skipped, not a readable image ({reason})")
+        summary = (
+            f"{where}: skipped {len(unreadable)} of {len(unreadable) + len(decoded)} image files that could not "
+            f"be read; using the other {len(decoded)}"
+        )
+        warn(summary)
+        notes.append(summary)
+
+    paths = sorted(decoded)
+    train_labels = class_names = None
+    classes = folder_classes(paths)
+    if None in classes and set(classes) != {None}:
+        note = f"{where}: some images sit beside the sub-folders, not in one, so folder names are not used as labels"
+        warn(note)
+        notes.append(note)
+    elif None not in classes and len(set(classes)) >= 2:
+        class_names = sorted(set(classes))
+        index = {name: i for i, name in enumerate(class_names)}
+        train_labels = np.array([index[c] for c in classes], dtype=np.int64)
+        notes.append(f"labels (for scoring only) from {len(class_names)} sub-folders: {', '.join(class_names)}")
+    return ImageSet(
+        name=name,
+        train_images=np.stack([decoded[path] for path in paths]),
+        train_labels=train_labels,
+        train_ids=[str(path) for path in paths],
+        class_names=class_names,
+        source=where,
+        notes=notes,
+    )
+
+
+def _nothing_readable(
+    where: str,
+    kind: str,
+    unreadable: dict[PurePosixPath, str],
+    other_files: list[PurePosixPath],
+    describe: Callable[[PurePosixPath], str],
+) -> InputError:
+    expected = f"expected image files ({', '.join(IMAGE_EXTENSIONS)})"
+    if kind == "folder":
+        expected += " or a HW9-layout trainX.npy"
+    if unreadable:
+        first, reason = next(iter(unreadable.items()))
+        return InputError(
+            f"{where}: expected readable images, found {_count(len(unreadable), 'image file')} and none could be "
+            f"read (such as {describe(first)}: {reason})"
+        )
+    if other_files:
+        return InputError(
+            f"{where}: {expected}, found none among {_count(len(other_files), 'other file')} (such as {other_files[0]})"
+        )
+    return InputError(f"{where}: {expected}, found an empty {kind}")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
+
+
+def _walk(directory: Path) -> Iterator[FileEntry]:
+    """Every file below ``directory`` in sorted order, not descending into hidden folders or symlinked ones."""
+
+    def unreadable_folder(error: OSError) -> None:
+        warn(f"{error.filename}: skipped, folder cannot be read ({error.strerror})")
+
+    for folder, subfolders, files in os.walk(directory, onerror=unreadable_folder):
+        subfolders[:] = sorted(s for s in subfolders if not s.startswith(".") and s != "__MACOSX")
+        for file in sorted(files):
+            path = Path(folder, file)
+            yield PurePosixPath(path.relative_to(directory).as_posix()), (lambda path=path: path)
+
+
+def load_image_folder(directory: str | os.PathLike, image_size: int = 32) -> ImageSet:
+    """Every image below ``directory`` (JPEG, PNG, WebP, BMP, the first frame of a GIF), as image_size squares.
+
+    Sub-folder names become ``train_labels`` and ``class_names`` when every image sits in one (ImageFolder);
+    they are for scoring only. Each row's id is the image's path relative to ``directory``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        found = "a file" if directory.exists() else "nothing"
+        raise InputError(f"{directory}: expected a folder of images, found {found}")
+    return images_from_files(
+        _walk(directory),
+        where=str(directory),
+        name=directory.resolve().name,
+        image_size=image_size,
+        describe=lambda relative: str(directory / relative),
+    )
