@@ -15,7 +15,13 @@ EXIT_BAD_INPUT = 2
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     from aeclust.presets import DEFAULT_MODEL, MODELS
 
-    parser.add_argument("--data", default=None, help="a HW9-layout directory, or the embedded set's name (default)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="a folder of images (sub-folder names become labels for scoring), a .zip/.tar/.tar.gz of one, "
+        "a .npy/.npz array, a HW9-layout directory, or the embedded set's name (default)",
+    )
+    parser.add_argument("--image-size", type=int, help="side in pixels every image is resized to (default 32)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"one of: {', '.join(MODELS)} (default {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same clusters")
@@ -51,6 +57,7 @@ def build_config(args: argparse.Namespace):
         (config.cluster, "clusterer", args.clusterer),
         (config.cluster, "latent", args.latent),
         (config, "threads", args.threads),
+        (config, "image_size", args.image_size),
     ]
     for section, name, value in overrides:
         if value is not None:
@@ -61,7 +68,11 @@ def build_config(args: argparse.Namespace):
 def cmd_run(args: argparse.Namespace) -> int:
     from aeclust.pipeline import run
 
-    result = run(build_config(args), args.out or args.resume, resume=args.resume is not None, force=args.force)
+    config = build_config(args)
+    if args.resume is not None and args.epochs is None:
+        # A resumed run keeps its own epoch count: only an explicit --epochs extends it, not the default model's.
+        config.train.epochs = 0
+    result = run(config, args.out or args.resume, resume=args.resume is not None, force=args.force)
     metrics = result.metrics
     lines = [f"run directory: {result.run_dir}"]
     for key in ("val_accuracy", "train_accuracy", "val_mse", "train_mse"):

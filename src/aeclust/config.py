@@ -54,6 +54,7 @@ class ClusterConfig:
 class RunConfig:
     model_name: str = "improved"
     data: str = "animals-vs-vehicles"
+    image_size: int = 32  # side of the square every image is resized (or cropped) to; a multiple of 8
     seed: int = 0
     threads: int = 0  # 0: one per CPU core
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -84,9 +85,15 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
+            values = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ConfigError(f"{path}: expected a run configuration (JSON), could not read it ({error})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a run configuration (a JSON object), found a {type(values).__name__}")
+        try:
+            return cls.from_dict(values)
+        except (ConfigError, TypeError) as error:  # the message says what is wrong; this adds which file
+            raise ConfigError(f"{path}: {error}") from None
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:

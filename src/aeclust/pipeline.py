@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from aeclust.cluster import cluster_latents
+from aeclust.cluster import CLUSTERERS, cluster_latents
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
-from aeclust.embed import encode_images
-from aeclust.errors import ConfigError, RunDirError
+from aeclust.embed import LATENT_MODES, encode_images
+from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import clustering_scores
+from aeclust.models import ARCHITECTURES
+from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.train import Trainer, accuracy_of, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
@@ -47,12 +49,29 @@ def new_run_dir(out: str | Path | None, model_name: str) -> Path:
     return candidate
 
 
+def check_names(config: RunConfig) -> None:
+    """Refuse an unknown architecture or stage name before any data is loaded or any epoch trained."""
+    cluster = config.cluster
+    for kind, name, known in (
+        ("architecture", config.model.arch, ARCHITECTURES),
+        ("latent mode", cluster.latent, LATENT_MODES),
+        ("reducer", cluster.reducer, REDUCERS),
+        ("embedder", cluster.embedder, EMBEDDERS),
+        ("clusterer", cluster.clusterer, CLUSTERERS),
+    ):
+        if name not in known:
+            raise unknown_name(kind, name, list(known))
+
+
 def check_config(config: RunConfig, images: ImageSet) -> None:
     n = len(images.train_images)
+    where = images.source or images.name
     if not 2 <= config.cluster.k <= n:
-        raise ConfigError(f"k={config.cluster.k} must be between 2 and the number of train images ({n})")
+        raise ConfigError(f"{where}: k={config.cluster.k} must be between 2 and the number of train images ({n})")
     if images.has_val and config.cluster.k > len(images.val_images):
-        raise ConfigError(f"k={config.cluster.k} must not exceed the number of val images ({len(images.val_images)})")
+        raise ConfigError(
+            f"{where}: k={config.cluster.k} must not exceed the number of val images ({len(images.val_images)})"
+        )
     if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError(
             f"epochs={config.train.epochs}, batch size={config.train.batch_size}, lr={config.train.lr}: "
@@ -99,12 +118,16 @@ def run(
 ) -> RunResult:
     """Train, cluster and score one model; write everything into a new run directory (or resume one)."""
     started = time.perf_counter()
-    config, run_dir = prepare_run_dir(config, out, resume, force)
+    if resume:  # the saved settings say which data to load
+        config, run_dir = prepare_run_dir(config, out, resume, force)
+    check_names(config)
     timings: dict[str, float] = {}
     mark = time.perf_counter()
-    images = images if images is not None else load_images(config.data)
+    images = images if images is not None else load_images(config.data, image_size=config.image_size)
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
+    if not resume:  # only now, so a bad input leaves no empty run directory behind and --force removes nothing
+        config, run_dir = prepare_run_dir(config, out, resume, force)
     config.save(run_dir / CONFIG_FILE)
     log(f"run {run_dir}: model {config.model_name}, {len(images.train_images)} train images from {images.source}")
 
