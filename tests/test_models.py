@@ -25,7 +25,7 @@ def test_baseline_is_the_study_architecture():
 
 def test_improved_uses_strided_convs_and_pixel_shuffle():
     model = create_autoencoder(preset("improved").model)
-    strided = [m for m in model.encoder if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    strided = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
     assert len(strided) == 3 and all(m.kernel_size == (2, 2) for m in strided)
     assert sum(isinstance(m, nn.PixelShuffle) for m in model.decoder.modules()) == 3
     assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
@@ -58,3 +58,15 @@ def test_rotate_batch_turns_each_image_by_its_multiple():
 
 def test_rotation_head_gives_four_logits():
     assert RotationHead(32 * 4).forward(torch.zeros(3, 32, 2, 2)).shape == (3, 4)
+
+
+def test_fast_layout_has_no_blocks_at_full_resolution():
+    model = create_autoencoder(ModelConfig(arch="resnet", widths=(8, 16, 32, 64), stem_blocks=0))
+    sides = []
+    x = torch.zeros(1, 3, 32, 32)
+    for module in model.encoder:
+        x = module(x)
+        if type(module).__name__ == "ResidualBlock":
+            sides.append(x.shape[-1])
+    assert sides == [16, 8, 4]
+    assert model(torch.zeros(2, 3, 32, 32))[0].shape == (2, 3, 32, 32)

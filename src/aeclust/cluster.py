@@ -54,7 +54,7 @@ class Clustering:
 
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
     """The whole clustering stage: latent features → reducer → embedder → clusterer."""
-    features = latent_features(latents, config.latent, config.standardize)
+    features = latent_features(latents, config.latent, config.scaling)
     reduced = reduce(features, config, seed)
     embedding = embed_2d(reduced, config, seed)
     return Clustering(reduced, embedding, cluster(embedding, config.k, config.clusterer, seed))

@@ -20,10 +20,16 @@ class ModelConfig:
     arch: str = "resnet"  # baseline | resnet
     widths: tuple[int, ...] = (32, 64, 128, 256)
     blocks_per_stage: int = 1
+    stem_blocks: int = 1  # residual blocks at full resolution (resnet)
     norm: str = "batch"
     activation: str = "relu"
+    reconstruction_weight: float = 1.0  # weight of the MSE term
     rotation: bool = True  # rotation self-supervision on or off
     rotation_weight: float = 10.0  # β in loss = MSE + β·CE
+    contrastive: bool = False  # SimCLR: two augmented views of each image must find each other
+    contrastive_weight: float = 1.0
+    temperature: float = 0.5
+    min_crop_area: float = 0.25  # smallest share of the image a contrastive view keeps
 
 
 @dataclass
@@ -33,6 +39,7 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-5
     flip: bool = False  # random horizontal flips as augmentation
+    schedule: str = "constant"  # constant | onecycle (warm up, then anneal the learning rate)
 
 
 @dataclass
@@ -41,7 +48,7 @@ class ClusterConfig:
 
     k: int = 2
     latent: str = "flatten"  # flatten | pool (global average over space)
-    standardize: bool = False  # z-score each latent feature before reducing
+    scaling: str = "none"  # none | standardize (z-score each feature) | l2 (unit-length rows)
     reducer: str = "kpca"  # none | pca | kpca
     components: int = 200
     kpca_gamma: float | None = None  # None: 1 / n_features, as scikit-learn does

@@ -36,7 +36,7 @@ def encode_images(
     latents, squared_error = [], 0.0
     try:
         for start in range(0, len(images), batch_size):
-            batch = to_model_input(images[start : start + batch_size])
+            batch = to_model_input(images[start : start + batch_size]).contiguous(memory_format=torch.channels_last)
             latent = model.encode(batch)
             latents.append(latent.numpy().copy())
             if with_mse:
@@ -62,7 +62,10 @@ def reconstruct(model: nn.Module, images: np.ndarray) -> np.ndarray:
 LATENT_MODES = ("flatten", "pool", "pool+flatten")
 
 
-def latent_features(latents: np.ndarray, mode: str = "flatten", standardize: bool = False) -> np.ndarray:
+SCALINGS = ("none", "standardize", "l2")
+
+
+def latent_features(latents: np.ndarray, mode: str = "flatten", scaling: str = "none") -> np.ndarray:
     """N×C×h×w latents → N×D features for clustering."""
     if mode == "flatten":
         features = latents.reshape(len(latents), -1)
@@ -73,6 +76,11 @@ def latent_features(latents: np.ndarray, mode: str = "flatten", standardize: boo
     else:
         raise unknown_name("latent mode", mode, LATENT_MODES)
     features = features.astype(np.float32)
-    if standardize:
+    if scaling == "standardize":
         features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-6)
+    elif scaling == "l2":
+        # Contrastive training compares directions (cosine similarity), so cluster directions too.
+        features = features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-12)
+    elif scaling != "none":
+        raise unknown_name("scaling", scaling, SCALINGS)
     return features

@@ -15,7 +15,7 @@ from aeclust.errors import unknown_name
 STUDY_CLUSTERING = dict(latent="flatten", reducer="kpca", components=200, embedder="sklearn-tsne", clusterer="kmeans")
 STUDY_TRAINING = dict(epochs=20, batch_size=64, lr=3e-4, weight_decay=1e-5)
 BASELINE_MODEL = dict(arch="baseline", widths=(64, 128, 256), rotation=False)
-RESNET_MODEL = dict(arch="resnet", widths=(32, 64, 128, 256), blocks_per_stage=1, norm="batch", activation="relu")
+RESNET_MODEL = dict(arch="resnet", widths=(16, 32, 64, 128), blocks_per_stage=1, stem_blocks=1, norm="batch", activation="relu")
 
 
 def _preset(name: str, model: dict, train: dict, cluster: dict) -> Callable[[], RunConfig]:
@@ -41,7 +41,20 @@ MODELS: dict[str, Callable[[], RunConfig]] = {
     ),
 }
 
-DEFAULT_MODEL = "improved"
+# aeclust's own: a light residual autoencoder whose latent is also trained to match two augmented views of
+# each image (SimCLR) and to tell rotations apart; pooled, unit-length latents are clustered by k-means.
+CONTRASTIVE = _preset(
+    "contrastive",
+    dict(
+        arch="resnet", widths=(24, 48, 96, 192), blocks_per_stage=1, stem_blocks=0, rotation=True, rotation_weight=1.0,
+        contrastive=True, contrastive_weight=1.0, temperature=0.5, reconstruction_weight=1.0,
+    ),
+    dict(epochs=10, batch_size=256, lr=2e-3, weight_decay=1e-5, schedule="onecycle"),
+    dict(latent="pool", scaling="l2", reducer="none", embedder="none", clusterer="kmeans"),
+)
+MODELS["contrastive"] = CONTRASTIVE
+
+DEFAULT_MODEL = "contrastive"
 
 
 def preset(name: str) -> RunConfig:

@@ -7,12 +7,12 @@ from torch import nn
 from aeclust.config import ModelConfig
 from aeclust.errors import unknown_name
 from aeclust.models.baseline import BaselineAutoencoder
-from aeclust.models.heads import RotationHead, rotate_batch
+from aeclust.models.heads import ProjectionHead, RotationHead, rotate_batch
 from aeclust.models.resnet import ACTIVATIONS, NORMS, ResNetAutoencoder
 
 ARCHITECTURES = {"baseline": BaselineAutoencoder, "resnet": ResNetAutoencoder}
 
-__all__ = ["ARCHITECTURES", "BaselineAutoencoder", "ResNetAutoencoder", "RotationHead", "create_autoencoder", "rotate_batch"]
+__all__ = ["ARCHITECTURES", "BaselineAutoencoder", "ProjectionHead", "ResNetAutoencoder", "RotationHead", "create_autoencoder", "rotate_batch"]
 
 
 def create_autoencoder(config: ModelConfig, image_size: int = 32) -> nn.Module:
@@ -28,6 +28,7 @@ def create_autoencoder(config: ModelConfig, image_size: int = 32) -> nn.Module:
             image_size,
             widths=tuple(config.widths),
             blocks_per_stage=config.blocks_per_stage,
+            stem_blocks=config.stem_blocks,
             norm=config.norm,
             activation=config.activation,
         )

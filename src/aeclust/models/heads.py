@@ -31,3 +31,14 @@ def rotate_batch(images: torch.Tensor, generator: torch.Generator) -> tuple[torc
         if chosen.any():
             rotated[chosen] = torch.rot90(images[chosen], k, dims=(2, 3))
     return rotated, turns
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR's projection MLP on the pooled latent; the contrastive loss is computed on its output."""
+
+    def __init__(self, in_features: int, hidden: int, out_features: int = 128) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_features))
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.mlp(latent.mean(dim=(2, 3)))

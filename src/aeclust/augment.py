@@ -1,0 +1,72 @@
+"""Batched image augmentations in plain torch, for the contrastive objective and flips.
+
+torchvision cannot be imported beside the pinned torch build here, and its transforms work one image at a
+time; drawing every image's parameters at once and applying them with one ``grid_sample`` is faster on a CPU.
+All functions take and return N×3×H×W tensors in [-1, 1], and draw randomness only from ``generator``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=generator) * (high - low) + low
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror a random half of the images left to right."""
+    flipped = torch.rand(len(images), generator=generator) < 0.5
+    out = images.clone()
+    out[flipped] = images[flipped].flip(3)
+    return out
+
+
+def random_resized_crop(
+    images: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, flip: bool = True
+) -> torch.Tensor:
+    """Crop a random rectangle (min_area..1 of the image, aspect 3/4..4/3), resize it back, maybe mirror it."""
+    n = len(images)
+    area = _uniform(n, min_area, 1.0, generator)
+    aspect = torch.exp(_uniform(n, math.log(3 / 4), math.log(4 / 3), generator))
+    scale_x, scale_y = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    shift_x = _uniform(n, -1, 1, generator) * (1 - scale_x)
+    shift_y = _uniform(n, -1, 1, generator) * (1 - scale_y)
+    mirror = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0) if flip else torch.ones(n)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = scale_x * mirror, shift_x
+    theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def color_distort(
+    images: torch.Tensor, generator: torch.Generator, strength: float = 0.4, p_jitter: float = 0.8, p_gray: float = 0.2
+) -> torch.Tensor:
+    """Random brightness, contrast and saturation (with probability p_jitter), then grayscale (p_gray)."""
+    n = len(images)
+    x = (images + 1) / 2
+
+    def factor() -> torch.Tensor:
+        jitter = (torch.rand(n, generator=generator) < p_jitter).float()
+        return (1 + _uniform(n, -strength, strength, generator) * jitter).view(n, 1, 1, 1)
+
+    brightness, contrast, saturation = factor(), factor(), factor()
+    x = x * brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    luma = sum(w * x[:, i : i + 1] for i, w in enumerate(LUMA))
+    x = luma + (x - luma) * saturation
+    gray = (torch.rand(n, generator=generator) < p_gray).float().view(n, 1, 1, 1)
+    x = x * (1 - gray) + luma * gray
+    return x.clamp(0, 1) * 2 - 1
+
+
+def contrastive_view(images: torch.Tensor, generator: torch.Generator, min_area: float = 0.25) -> torch.Tensor:
+    """One SimCLR-style view: a random resized crop, mirrored or not, then colour distortion."""
+    return color_distort(random_resized_crop(images, generator, min_area), generator)

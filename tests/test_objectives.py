@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+
+from aeclust.augment import color_distort, contrastive_view, random_flip, random_resized_crop
+from aeclust.losses import nt_xent_loss
+from aeclust.presets import preset
+from aeclust.train import Trainer
+
+from conftest import tiny_config
+
+
+def _images(n=6):
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def test_views_keep_shape_and_range_and_follow_the_generator():
+    images = _images()
+    first = contrastive_view(images, torch.Generator().manual_seed(5))
+    again = contrastive_view(images, torch.Generator().manual_seed(5))
+    other = contrastive_view(images, torch.Generator().manual_seed(6))
+    assert first.shape == images.shape and first.min() >= -1 and first.max() <= 1
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_crops_resample_inside_the_image():
+    # A plain image stays plain whatever the crop; a left-right ramp keeps its direction without flips.
+    plain = torch.full((4, 3, 32, 32), 0.3)
+    torch.testing.assert_close(random_resized_crop(plain, torch.Generator().manual_seed(0)), plain)
+    ramp = torch.linspace(-1, 1, 32).expand(4, 3, 32, 32).contiguous()
+    cropped = random_resized_crop(ramp, torch.Generator().manual_seed(0), flip=False)
+    assert torch.all(cropped[..., -1] > cropped[..., 0])
+
+
+def test_flip_mirrors_some_images_and_leaves_the_rest():
+    images = _images(32)
+    out = random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = [torch.equal(o, i.flip(2)) for o, i in zip(out, images)]
+    kept = [torch.equal(o, i) for o, i in zip(out, images)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and 0 < sum(mirrored) < 32
+
+
+def test_color_distort_with_no_strength_and_no_gray_changes_nothing():
+    images = _images()
+    out = color_distort(images, torch.Generator().manual_seed(0), strength=0.0, p_gray=0.0)
+    torch.testing.assert_close(out, images.clamp(-1, 1), atol=1e-5, rtol=0)
+
+
+def test_nt_xent_by_hand():
+    # Two images, orthogonal embeddings, each view identical to its partner.
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    loss = nt_xent_loss(first, first.clone(), temperature=1.0)
+    # For each row: partner similarity 1, the two others 0 → −log(e / (e + 2)).
+    assert loss.item() == pytest.approx(-math.log(math.e / (math.e + 2)), rel=1e-6)
+    swapped = nt_xent_loss(first, first.flip(0), temperature=1.0)
+    assert swapped.item() > loss.item()
+
+
+def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path):
+    config = tiny_config(epochs=4)
+    config.model = preset("contrastive").model
+    config.model.widths = (8, 16, 32, 32)
+    config.cluster = preset("contrastive").cluster
+    config.train.batch_size, config.train.lr = 48, 2e-3
+    history = Trainer(config, small_set, tmp_path).fit()
+    assert history[-1].train_loss < history[0].train_loss
+    assert 0.25 < history[-1].rotation_accuracy <= 1 and 0.5 <= history[-1].val_accuracy <= 1
