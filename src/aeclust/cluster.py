@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
@@ -50,11 +51,20 @@ class Clustering:
     features: np.ndarray  # after the reducer
     embedding: np.ndarray  # 2-D (or the reducer's output when the embedder is "none")
     clusters: np.ndarray
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage: reduce, embed, cluster
 
 
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
     """The whole clustering stage: latent features → reducer → embedder → clusterer."""
-    features = latent_features(latents, config.latent, config.scaling)
-    reduced = reduce(features, config, seed)
+    started = time.perf_counter()
+    reduced = reduce(latent_features(latents, config.latent, config.scaling), config, seed)
+    reduced_at = time.perf_counter()
     embedding = embed_2d(reduced, config, seed)
-    return Clustering(reduced, embedding, cluster(embedding, config.k, config.clusterer, seed))
+    embedded_at = time.perf_counter()
+    clusters = cluster(embedding, config.k, config.clusterer, seed)
+    seconds = {
+        "reduce": reduced_at - started,
+        "embed": embedded_at - reduced_at,
+        "cluster": time.perf_counter() - embedded_at,
+    }
+    return Clustering(reduced, embedding, clusters, seconds)

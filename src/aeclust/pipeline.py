@@ -155,6 +155,7 @@ def run(
     mark = time.perf_counter()
     train_clustering = cluster_latents(train_latents, config.cluster, config.seed)
     timings["cluster_train_seconds"] = time.perf_counter() - mark
+    timings |= {f"train_{stage}_step_seconds": seconds for stage, seconds in train_clustering.seconds.items()}
     outputs |= {"train_embedding.npy": train_clustering.embedding, "train_clusters.npy": train_clustering.clusters}
     write_predictions(run_dir / PREDICTION_FILE, images.ids(), train_clustering.clusters)
     metrics["cluster_sizes"] = np.bincount(train_clustering.clusters, minlength=config.cluster.k).tolist()

@@ -46,10 +46,10 @@ MODELS: dict[str, Callable[[], RunConfig]] = {
 CONTRASTIVE = _preset(
     "contrastive",
     dict(
-        arch="resnet", widths=(24, 48, 96, 192), blocks_per_stage=1, stem_blocks=0, rotation=True, rotation_weight=1.0,
+        arch="resnet", widths=(16, 32, 64, 128), blocks_per_stage=1, stem_blocks=0, rotation=True, rotation_weight=1.0,
         contrastive=True, contrastive_weight=1.0, temperature=0.5, reconstruction_weight=1.0,
     ),
-    dict(epochs=10, batch_size=256, lr=2e-3, weight_decay=1e-5, schedule="onecycle"),
+    dict(epochs=5, batch_size=256, lr=2e-3, weight_decay=1e-5, schedule="onecycle"),
     dict(latent="pool", scaling="l2", reducer="none", embedder="none", clusterer="kmeans"),
 )
 MODELS["contrastive"] = CONTRASTIVE

@@ -1,0 +1,78 @@
+"""Accuracy of named models over several seeds, side by side, on one or more HW9-layout sets.
+
+    python bench/accuracy.py [--data DIR ...] [--models baseline ... contrastive] [--seeds 0 1 2] [--epochs N] [--out DIR]
+
+Prints, per data set: configuration | val accuracy mean ± sd | train accuracy (with trainY.npy) | val MSE | training
+seconds. Each run is an ordinary run directory under --out; a run that finished already is read back, not redone,
+so an interrupted benchmark continues where it stopped. Judge defaults by train accuracy and by several sets
+(bench/pairings.py builds more), never by tuning to the 500 val images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from aeclust.data import load_images
+from aeclust.pipeline import METRICS_FILE, run
+from aeclust.presets import MODELS, preset
+
+STUDY_ABLATIONS = ["baseline", "baseline+rotation", "resnet", "improved", "contrastive"]
+
+
+def mean_sd(values: list[float]) -> str:
+    values = [v for v in values if v == v]  # drop nan
+    if not values:
+        return "–"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def run_or_read(name: str, data: str | None, seed: int, epochs: int | None, out: Path, images) -> dict:
+    run_dir = out / name / f"seed{seed}"
+    if (run_dir / METRICS_FILE).is_file():
+        return json.loads((run_dir / METRICS_FILE).read_text())
+    config = preset(name)
+    config.seed = seed
+    if data is not None:
+        config.data = data
+    if epochs is not None:
+        config.train.epochs = epochs
+    return run(config, run_dir, images=images, force=run_dir.exists()).metrics
+
+
+def table(rows: list[tuple[str, list[dict]]]) -> str:
+    header = "| configuration | val accuracy | train accuracy | val MSE | training s | runs |"
+    lines = [header, "|---|---|---|---|---|---|"]
+    for name, metrics in rows:
+        lines.append(
+            f"| {name} | {mean_sd([m.get('val_accuracy', float('nan')) for m in metrics])} "
+            f"| {mean_sd([m.get('train_accuracy', float('nan')) for m in metrics])} "
+            f"| {mean_sd([m.get('val_mse', float('nan')) for m in metrics])} "
+            f"| {statistics.mean(m['timings']['train_seconds'] for m in metrics):.0f} | {len(metrics)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="*", default=[None], help="HW9-layout directories (default: the embedded set)")
+    parser.add_argument("--models", nargs="*", default=STUDY_ABLATIONS, choices=list(MODELS), metavar="MODEL")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, help="override every model's epochs (default: each model's own)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-accuracy"))
+    args = parser.parse_args()
+    for data in args.data:
+        images = load_images(data)
+        out = args.out / images.name
+        rows = [
+            (name, [run_or_read(name, data, seed, args.epochs, out, images) for seed in args.seeds])
+            for name in args.models
+        ]
+        print(f"\n{images.name} ({len(images.train_images)} train images), seeds {args.seeds}\n{table(rows)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Wall time of (a) the course pipeline and (b) aeclust's default, stage by stage, side by side in one run.
+
+    python bench/speed.py [--out DIR] [--growth CIFAR10_TRAIN_ARCHIVE] [--reuse]
+
+(a) is the `baseline` preset: the study's model, 20 epochs, KernelPCA → scikit-learn t-SNE → k-means.
+(b) is the default model (`aeclust run` with no options). Both run on the embedded set with seed 0; --reuse reads
+runs that finished in --out before. With --growth, the default's clustering stage is also timed at N = 2,000,
+8,500 and 50,000 latents (the 50,000 from the CIFAR-10 train archive, encoded by (b)'s model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aeclust.cluster import cluster_latents
+from aeclust.data import load_images
+from aeclust.data.embedded import decode_archive, embedded_archive
+from aeclust.embed import encode_images
+from aeclust.pipeline import METRICS_FILE, run
+from aeclust.presets import DEFAULT_MODEL, preset
+from aeclust.train import load_model
+
+
+def timed_run(name: str, out: Path, reuse: bool) -> tuple[dict, Path]:
+    run_dir = out / name
+    if reuse and (run_dir / METRICS_FILE).is_file():
+        return json.loads((run_dir / METRICS_FILE).read_text()), run_dir
+    result = run(preset(name), run_dir, force=run_dir.exists())
+    return result.metrics, result.run_dir
+
+
+def stage_rows(metrics: dict, decode_seconds: float, report_seconds: float) -> dict[str, float]:
+    t = metrics["timings"]
+    return {
+        "decode (embedded JPEGs)": decode_seconds,
+        "training, per epoch": t["train_seconds"] / max(1, metrics["epochs"]),
+        "training, all epochs": t["train_seconds"],
+        "per-epoch history (MSE + val clustering)": t["epoch_eval_seconds"],
+        "latent extraction": t["latent_seconds"],
+        "reduction (train)": t["train_reduce_step_seconds"],
+        "2-D embedding (train)": t["train_embed_step_seconds"],
+        "clustering (train)": t["train_cluster_step_seconds"],
+        "val clustering": t.get("cluster_val_seconds", 0.0),
+        "report": report_seconds,
+        "end to end (run + report)": t["total_seconds"] + report_seconds,
+    }
+
+
+def time_report(run_dir: Path, out: Path) -> float:
+    from aeclust.report import build_report
+
+    started = time.perf_counter()
+    build_report([run_dir], out / f"report-{run_dir.name}", force=True)
+    return time.perf_counter() - started
+
+
+def growth(archive: Path, model_run: Path) -> None:
+    model, _ = load_model(model_run / "checkpoints" / "last.pt")
+    config = preset(DEFAULT_MODEL).cluster
+    print(f"\nclustering stage of the default ({config.latent} latents, {config.reducer}, {config.embedder}, {config.clusterer})")
+    images = load_images(archive)
+    latents, _ = encode_images(model, images.train_images)
+    print("| N | seconds | per 1,000 |\n|---|---|---|")
+    for n in (2000, 8500, len(latents)):
+        chosen = np.random.default_rng(0).permutation(len(latents))[:n]
+        started = time.perf_counter()
+        cluster_latents(latents[chosen], config, seed=0)
+        seconds = time.perf_counter() - started
+        print(f"| {n} | {seconds:.1f} | {seconds / n * 1000:.2f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-speed"))
+    parser.add_argument("--growth", type=Path, help="CIFAR-10 train archive for the N = 50,000 point")
+    parser.add_argument("--reuse", action="store_true", help="read finished runs in --out instead of running again")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    decode_archive(embedded_archive())
+    decode_seconds = time.perf_counter() - started
+
+    columns = {}
+    for label, name in (("(a) course", "baseline"), ("(b) default", DEFAULT_MODEL)):
+        metrics, run_dir = timed_run(name, args.out, args.reuse)
+        columns[label] = (metrics, stage_rows(metrics, decode_seconds, time_report(run_dir, args.out)), run_dir)
+
+    (a_metrics, a, _), (b_metrics, b, b_dir) = columns.values()
+    print("\n| stage | (a) course, s | (b) default, s | b/a |\n|---|---|---|---|")
+    for stage in a:
+        ratio = f"{b[stage] / a[stage]:.2f}" if a[stage] > 0 else "–"
+        print(f"| {stage} | {a[stage]:.1f} | {b[stage]:.1f} | {ratio} |")
+    for key in ("val_accuracy", "train_accuracy"):
+        print(f"| {key} | {a_metrics.get(key, float('nan')):.3f} | {b_metrics.get(key, float('nan')):.3f} | |")
+    print(f"\nend-to-end ratio b/a: {b['end to end (run + report)'] / a['end to end (run + report)']:.2f}")
+    if args.growth:
+        growth(args.growth, b_dir)
+
+
+if __name__ == "__main__":
+    main()
