@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
+from aeclust.models.base import Autoencoder
 
-class BaselineAutoencoder(nn.Module):
+
+class BaselineAutoencoder(Autoencoder):
     """Encoder conv 3→64→128→256 (3×3, ReLU, 2×2 max-pool each); decoder ConvTranspose2d k5, k9, k17, Tanh.
 
     On 32×32 input the latent is 256×4×4, and the transposed convs grow it 4→8→16→32 without stride.
@@ -27,13 +28,3 @@ class BaselineAutoencoder(nn.Module):
             nn.ConvTranspose2d(c1, 3, image_size // 2 + 1), nn.Tanh(),
         )  # fmt: skip
         self.latent_shape = (c3, image_size // 8, image_size // 8)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
-
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latent)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        latent = self.encode(images)
-        return self.decode(latent), latent

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from aeclust.models.base import Autoencoder
+
 NORMS = {"batch": nn.BatchNorm2d, "group": lambda c: nn.GroupNorm(min(8, c), c), "none": lambda c: nn.Identity()}
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 
@@ -43,7 +45,7 @@ class SubPixelUpsample(nn.Sequential):
         )
 
 
-class ResNetAutoencoder(nn.Module):
+class ResNetAutoencoder(Autoencoder):
     """A stem, then per width a stride-2 downsample and residual blocks; the decoder mirrors it.
 
     ``widths[0]`` is the stem's width at full resolution, where ``stem_blocks`` residual blocks run;
@@ -79,13 +81,3 @@ class ResNetAutoencoder(nn.Module):
         self.decoder = nn.Sequential(*up)
         side = image_size // 2 ** (len(widths) - 1)
         self.latent_shape = (widths[-1], side, side)
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(images)
-
-    def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latent)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        latent = self.encode(images)
-        return self.decode(latent), latent
