@@ -69,3 +69,19 @@ def test_unknown_stage_names_are_refused():
         cluster_latents(latents, ClusterConfig(reducer="ica"))
     with pytest.raises(ConfigError, match="unknown clusterer 'dbscan'"):
         cluster_latents(latents, ClusterConfig(reducer="none", embedder="none", clusterer="dbscan"))
+
+
+def test_kpca_above_the_exact_limit_uses_nystroem_and_agrees_with_exact(monkeypatch):
+    import aeclust.reduce as reduce_module
+
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(0, 1, (300, 6)), rng.normal(4, 1, (300, 6))]).astype(np.float32)
+    config = ClusterConfig(reducer="kpca", components=5, kpca_gamma=0.05)
+    exact = reduce_module.reduce(features, config, seed=0)
+    monkeypatch.setattr(reduce_module, "EXACT_KPCA_MAX_POINTS", 100)
+    monkeypatch.setattr(reduce_module, "NYSTROEM_LANDMARKS", 200)
+    approximate = reduce_module.reduce(features, config, seed=0)
+    assert approximate.shape == exact.shape == (600, 5)
+    # The leading component separates the blobs in both, up to sign.
+    correlation = np.corrcoef(exact[:, 0], approximate[:, 0])[0, 1]
+    assert abs(correlation) > 0.99
