@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aeclust.errors import CheckpointError
+from aeclust.errors import CheckpointError, ConfigError
 from aeclust.train import Trainer, load_checkpoint, load_model, read_history
 
 from conftest import tiny_config
@@ -60,3 +60,20 @@ def test_checkpoint_of_another_format_version_is_refused(small_set, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="junk.pt: expected an aeclust checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_a_one_cycle_run_cannot_be_extended(small_set, tmp_path):
+    config = tiny_config(epochs=1)
+    config.train.schedule = "onecycle"
+    Trainer(config, small_set, tmp_path).fit()
+    longer = tiny_config(epochs=3)
+    longer.train.schedule = "onecycle"
+    with pytest.raises(ConfigError, match="planned over 1 epochs, found 3 asked for; a one-cycle run cannot be extended"):
+        Trainer(longer, small_set, tmp_path).resume()
+
+
+def test_a_constant_rate_run_can_be_extended(small_set, tmp_path):
+    Trainer(tiny_config(epochs=1), small_set, tmp_path).fit()
+    trainer = Trainer(tiny_config(epochs=2), small_set, tmp_path)
+    assert trainer.resume()
+    assert [r.epoch for r in trainer.fit()] == [1, 2]

@@ -26,7 +26,7 @@ from aeclust.augment import contrastive_view, random_flip
 from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
 from aeclust.embed import encode_images, to_model_input
-from aeclust.errors import CheckpointError, unknown_name
+from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.io import torch_save_atomic, write_text_atomic
 from aeclust.metrics import binary_accuracy, hungarian_accuracy
 from aeclust.losses import nt_xent_loss
@@ -122,6 +122,12 @@ class Trainer:
         if not path.exists():
             return False
         state = load_checkpoint(path, expect=self.config.model)
+        planned = state["config"]["train"]["epochs"]
+        if self.config.train.schedule == "onecycle" and planned != self.config.train.epochs:
+            raise ConfigError(
+                f"{path}: this run's one-cycle learning rate was planned over {planned} epochs, found "
+                f"{self.config.train.epochs} asked for; a one-cycle run cannot be extended, start a new run instead"
+            )
         self.model.load_state_dict(state["model"])
         for name, head in self.heads.items():
             if head is not None:
