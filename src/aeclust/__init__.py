@@ -2,26 +2,35 @@
 
 The Python API the CLI is built on::
 
-    from aeclust import load_images, preset, run
+    from aeclust import preset, run
     result = run(preset("improved"), "runs/mine")
 """
 
-from aeclust.config import ClusterConfig, ModelConfig, RunConfig, TrainConfig
-from aeclust.data import ImageSet, load_images
-from aeclust.pipeline import RunResult, run
-from aeclust.presets import MODELS, preset
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MODELS",
-    "ClusterConfig",
-    "ImageSet",
-    "ModelConfig",
-    "RunConfig",
-    "RunResult",
-    "TrainConfig",
-    "load_images",
-    "preset",
-    "run",
-]
+# Names are imported on first use, so `aeclust --help` and bad-input errors do not wait for torch to load.
+_EXPORTS = {
+    "ClusterConfig": "aeclust.config",
+    "ModelConfig": "aeclust.config",
+    "RunConfig": "aeclust.config",
+    "TrainConfig": "aeclust.config",
+    "ImageSet": "aeclust.data",
+    "load_images": "aeclust.data",
+    "RunResult": "aeclust.pipeline",
+    "run": "aeclust.pipeline",
+    "MODELS": "aeclust.presets",
+    "preset": "aeclust.presets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'aeclust' has no attribute {name!r}")

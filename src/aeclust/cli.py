@@ -66,9 +66,9 @@ def build_config(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config = build_config(args)  # before importing torch, so a bad option fails at once
     from aeclust.pipeline import run
 
-    config = build_config(args)
     if args.resume is not None and args.epochs is None:
         # A resumed run keeps its own epoch count: only an explicit --epochs extends it, not the default model's.
         config.train.epochs = 0
