@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sklearn.decomposition import PCA
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -75,6 +76,12 @@ def embedding_figure(run: FinishedRun, images: ImageSet, names: list[str] | None
     """The 2-D embedding coloured by true class (when known) beside the same points coloured by predicted cluster."""
     split, embedding, clusters, labels = embedding_split(run, images)
     axis_name = EMBEDDER_AXES.get(run.config.cluster.embedder, "dimension")
+    space = "2-D embedding"
+    if embedding.shape[1] > 2:
+        # Without a 2-D embedder the clusters live in many dimensions; their first two principal components show
+        # the most of that space, where two raw coordinates would show an arbitrary slice.
+        space = f"first two principal components of the {embedding.shape[1]}-D clustered space"
+        embedding, axis_name = PCA(n_components=2, random_state=0).fit_transform(embedding), "principal component"
     panels = 2 if labels is not None else 1
     figure = new_figure(5.4 * panels, 5.6)
     axes = figure.subplots(1, panels, sharex=True, sharey=True, squeeze=False)[0]
@@ -95,7 +102,7 @@ def embedding_figure(run: FinishedRun, images: ImageSet, names: list[str] | None
     for panel in axes:
         panel.set_xlabel(f"{axis_name} 1")
         panel.set_ylabel(f"{axis_name} 2")
-    figure.suptitle(f"{run.label}: {split} images in the 2-D embedding ({len(embedding)} points)")
+    figure.suptitle(f"{run.label}: {split} images in the {space} ({len(embedding)} points)")
     return figure
 
 

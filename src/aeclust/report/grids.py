@@ -143,5 +143,7 @@ def typical_figure(run: FinishedRun, images: ImageSet, names: list[str] | None) 
         figure.legend(
             handles=[Patch(color=UNKNOWN_GREY, label="true class unknown (no answer key)")], loc="outside lower center"
         )
-    figure.suptitle(f"{run.label}: inside each cluster (train images, by distance to the centre in the 2-D embedding)")
+    dimensions = run.train_embedding.shape[1]
+    space = "the 2-D embedding" if dimensions == 2 else f"the {dimensions}-D space the clusterer saw"
+    figure.suptitle(f"{run.label}: inside each cluster (train images, by distance to the centre in {space})")
     return figure
