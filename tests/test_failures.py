@@ -126,6 +126,7 @@ CASES = [
     ("k > N", ["--data", "{hw9}", "--k", "1000"], "{hw9}: k=1000 must be between 2 and the number of train images (240)"),
     ("unknown model", ["--model", "vgg"], "unknown model 'vgg'; expected one of: baseline, baseline+rotation, *"),
     ("unknown reducer", ["--data", "{hw9}", "--reducer", "ica"], "unknown reducer 'ica'; expected one of: kpca, none, pca"),
+    ("unknown scaling", ["--data", "{hw9}", "--scaling", "max"], "unknown scaling 'max'; expected one of: l2, none, standardize"),
     (
         "unknown embedder",
         ["--data", "{hw9}", "--embedder", "mds"],

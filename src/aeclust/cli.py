@@ -34,6 +34,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedder", help="none | tsne | sklearn-tsne | umap")
     parser.add_argument("--clusterer", help="kmeans | gmm | agglomerative")
     parser.add_argument("--latent", help="flatten | pool | pool+flatten")
+    parser.add_argument("--scaling", help="none | standardize | l2: how latent features are scaled before reducing")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
 
 
@@ -56,6 +57,7 @@ def build_config(args: argparse.Namespace):
         (config.cluster, "embedder", args.embedder),
         (config.cluster, "clusterer", args.clusterer),
         (config.cluster, "latent", args.latent),
+        (config.cluster, "scaling", args.scaling),
         (config, "threads", args.threads),
         (config, "image_size", args.image_size),
     ]

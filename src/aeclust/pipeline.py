@@ -16,13 +16,13 @@ import numpy as np
 from aeclust.cluster import CLUSTERERS, cluster_latents
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
-from aeclust.embed import LATENT_MODES, encode_images
+from aeclust.embed import LATENT_MODES, SCALINGS, encode_images
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
-from aeclust.train import Trainer, accuracy_of, log
+from aeclust.train import SCHEDULES, Trainer, accuracy_of, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
 
@@ -55,6 +55,8 @@ def check_names(config: RunConfig) -> None:
     for kind, name, known in (
         ("architecture", config.model.arch, ARCHITECTURES),
         ("latent mode", cluster.latent, LATENT_MODES),
+        ("scaling", cluster.scaling, SCALINGS),
+        ("schedule", config.train.schedule, SCHEDULES),
         ("reducer", cluster.reducer, REDUCERS),
         ("embedder", cluster.embedder, EMBEDDERS),
         ("clusterer", cluster.clusterer, CLUSTERERS),
