@@ -15,7 +15,7 @@ from aeclust.errors import unknown_name
 STUDY_CLUSTERING = dict(latent="flatten", reducer="kpca", components=200, embedder="sklearn-tsne", clusterer="kmeans")
 STUDY_TRAINING = dict(epochs=20, batch_size=64, lr=3e-4, weight_decay=1e-5)
 BASELINE_MODEL = dict(arch="baseline", widths=(64, 128, 256), rotation=False)
-RESNET_MODEL = dict(arch="resnet", widths=(16, 32, 64, 128), blocks_per_stage=1, stem_blocks=1, norm="batch", activation="relu")
+RESNET_MODEL = dict(arch="resnet", widths=(32, 64, 128, 256), blocks_per_stage=1, stem_blocks=1, norm="batch", activation="relu")
 
 
 def _preset(name: str, model: dict, train: dict, cluster: dict) -> Callable[[], RunConfig]:
