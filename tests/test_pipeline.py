@@ -85,3 +85,12 @@ def test_kpca_above_the_exact_limit_uses_nystroem_and_agrees_with_exact(monkeypa
     # The leading component separates the blobs in both, up to sign.
     correlation = np.corrcoef(exact[:, 0], approximate[:, 0])[0, 1]
     assert abs(correlation) > 0.99
+
+
+@pytest.mark.parametrize("standardize, scaling", [(False, "none"), (True, "standardize")])
+def test_configs_of_earlier_releases_still_load(tmp_path, standardize, scaling):
+    values = tiny_config().to_dict()
+    del values["cluster"]["scaling"]
+    values["cluster"]["standardize"] = standardize
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert RunConfig.load(tmp_path / "config.json").cluster.scaling == scaling

@@ -77,3 +77,13 @@ def test_a_constant_rate_run_can_be_extended(small_set, tmp_path):
     trainer = Trainer(tiny_config(epochs=2), small_set, tmp_path)
     assert trainer.resume()
     assert [r.epoch for r in trainer.fit()] == [1, 2]
+
+
+def test_weights_that_do_not_fit_the_layout_are_refused(small_set, tmp_path):
+    trainer = Trainer(tiny_config(epochs=1), small_set, tmp_path)
+    trainer.fit()
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    state["model_config"]["stem_blocks"] = 0  # as if written by a release with another resnet layout
+    torch.save(state, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="other.pt: its resnet weights do not fit this aeclust's resnet layout"):
+        load_model(tmp_path / "other.pt")

@@ -78,6 +78,7 @@ class RunConfig:
         version = values.get("format_version")
         if version != FORMAT_VERSION:
             raise ConfigError(f"configuration format version {version}; expected {FORMAT_VERSION}")
+        values["cluster"] = _migrate_cluster(dict(values.get("cluster", {})))
         sections = {"model": ModelConfig, "train": TrainConfig, "cluster": ClusterConfig}
         for key, section in sections.items():
             values[key] = _build(section, values.get(key, {}), key)
@@ -101,6 +102,14 @@ class RunConfig:
             return cls.from_dict(values)
         except (ConfigError, TypeError) as error:  # the message says what is wrong; this adds which file
             raise ConfigError(f"{path}: {error}") from None
+
+
+def _migrate_cluster(cluster: dict[str, Any]) -> dict[str, Any]:
+    """Read settings written by earlier releases of format version 1, so their runs stay reportable and resumable."""
+    if "standardize" in cluster:  # a boolean, before `scaling` named the choice
+        standardize = cluster.pop("standardize")
+        cluster.setdefault("scaling", "standardize" if standardize else "none")
+    return cluster
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:

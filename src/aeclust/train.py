@@ -299,5 +299,11 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     state = load_checkpoint(path)
     config = ModelConfig(**{**state["model_config"], "widths": tuple(state["model_config"]["widths"])})
     model = create_autoencoder(config, state["image_size"])
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:  # missing, unexpected or differently shaped weights
+        raise CheckpointError(
+            f"{path}: its {config.arch} weights do not fit this aeclust's {config.arch} layout "
+            "(the checkpoint comes from an earlier release); train the run again to report or resume it"
+        ) from None
     return model.eval(), state
