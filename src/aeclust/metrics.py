@@ -25,6 +25,14 @@ def binary_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     return max(accuracy, 1.0 - accuracy)
 
 
+def accuracy_of(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """max(acc, 1 − acc) for two binary label sets; Hungarian-matched accuracy otherwise."""
+    if len(np.unique(labels)) == 2 and len(np.unique(clusters)) <= 2:
+        binary = np.unique(labels, return_inverse=True)[1]
+        return binary_accuracy(binary, clusters)
+    return hungarian_accuracy(labels, clusters)
+
+
 def matching(labels: np.ndarray, clusters: np.ndarray) -> dict[int, int]:
     """The cluster → class mapping that maximises agreement (Hungarian algorithm, scipy)."""
     labels, clusters = _check_pair(labels, clusters)

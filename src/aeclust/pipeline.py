@@ -19,10 +19,10 @@ from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS, encode_images
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
-from aeclust.metrics import clustering_scores
+from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
-from aeclust.train import SCHEDULES, Trainer, accuracy_of, log
+from aeclust.train import SCHEDULES, Trainer, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
 

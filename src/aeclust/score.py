@@ -9,8 +9,7 @@ import numpy as np
 
 from aeclust.data.images import check_labels, load_npy
 from aeclust.errors import InputError
-from aeclust.metrics import clustering_scores
-from aeclust.train import accuracy_of
+from aeclust.metrics import accuracy_of, clustering_scores
 
 
 def read_predictions(path: Path) -> np.ndarray:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -28,7 +27,7 @@ from aeclust.data import ImageSet
 from aeclust.embed import encode_images, to_model_input
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.io import torch_save_atomic, write_text_atomic
-from aeclust.metrics import binary_accuracy, hungarian_accuracy
+from aeclust.metrics import accuracy_of
 from aeclust.losses import nt_xent_loss
 from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch
 
@@ -51,14 +50,6 @@ class EpochRecord:
 
 def set_threads(threads: int) -> None:
     torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
-
-
-def accuracy_of(labels: np.ndarray, clusters: np.ndarray) -> float:
-    """max(acc, 1 − acc) for two binary label sets; Hungarian-matched accuracy otherwise."""
-    if len(np.unique(labels)) == 2 and len(np.unique(clusters)) <= 2:
-        binary = np.unique(labels, return_inverse=True)[1]
-        return binary_accuracy(binary, clusters)
-    return hungarian_accuracy(labels, clusters)
 
 
 def log(message: str) -> None:

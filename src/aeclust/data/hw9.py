@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from aeclust.data.images import ImageSet, load_npy
+from aeclust.errors import RunDirError
 from aeclust.io import save_npy_atomic
 
 TRAIN_IMAGES, VAL_IMAGES, VAL_LABELS, TRAIN_LABELS = "trainX.npy", "valX.npy", "valY.npy", "trainY.npy"
@@ -39,8 +40,6 @@ def load_hw9(directory: str | os.PathLike) -> ImageSet:
 
 def export_hw9(images: ImageSet, directory: str | os.PathLike, *, overwrite: bool = False) -> list[Path]:
     """Write ``images`` in HW9 layout. Refuses to replace existing files unless ``overwrite``."""
-    from aeclust.errors import RunDirError
-
     directory = Path(directory)
     arrays = {TRAIN_IMAGES: images.train_images}
     if images.val_images is not None:

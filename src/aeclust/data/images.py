@@ -61,10 +61,6 @@ class ImageSet:
         """Row names for prediction.csv: the source file when known, else the index."""
         return self.train_ids if self.train_ids is not None else [str(i) for i in range(len(self.train_images))]
 
-    def label_names(self, k: int) -> list[str]:
-        if self.class_names is not None and len(self.class_names) >= k:
-            return list(self.class_names)
-        return [str(i) for i in range(k)]
 
 
 def _shape(shape: tuple[int, ...]) -> str:
