@@ -56,6 +56,15 @@ def test_rotate_batch_turns_each_image_by_its_multiple():
         assert torch.equal(torch.rot90(turned, -k, dims=(1, 2)), image)
 
 
+def test_rotate_batch_can_be_told_the_turns():
+    images = torch.arange(4 * 3 * 4 * 4, dtype=torch.float32).reshape(4, 3, 4, 4)
+    turns = torch.tensor([0, 1, 2, 3])
+    rotated, same = rotate_batch(images, torch.Generator().manual_seed(1), turns)
+    assert torch.equal(same, turns)
+    for image, turned, k in zip(images, rotated, range(4)):
+        assert torch.equal(turned, torch.rot90(image, k, dims=(1, 2)))
+
+
 def test_rotation_head_gives_four_logits():
     assert RotationHead(32 * 4).forward(torch.zeros(3, 32, 2, 2)).shape == (3, 4)
 

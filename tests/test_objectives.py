@@ -57,12 +57,29 @@ def test_nt_xent_by_hand():
     assert swapped.item() > loss.item()
 
 
-def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path):
+@pytest.mark.parametrize("rotate_views", [False, True])
+def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, rotate_views):
     config = tiny_config(epochs=4)
     config.model = preset("contrastive").model
+    config.model.rotate_views = rotate_views
     config.model.widths = (8, 16, 32, 32)
     config.cluster = preset("contrastive").cluster
     config.train.batch_size, config.train.lr = 48, 2e-3
     history = Trainer(config, small_set, tmp_path).fit()
     assert history[-1].train_loss < history[0].train_loss
     assert 0.25 < history[-1].rotation_accuracy <= 1 and 0.5 <= history[-1].val_accuracy <= 1
+
+
+@pytest.mark.parametrize("rotate_views, encoder_passes", [(False, 2), (True, 1)])
+def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_views, encoder_passes):
+    config = tiny_config(epochs=1)
+    config.model = preset("contrastive").model
+    config.model.widths, config.model.rotate_views = (8, 16, 32, 32), rotate_views
+    trainer = Trainer(config, small_set, tmp_path)
+    batch = torch.rand(16, 3, 32, 32) * 2 - 1
+    calls = []
+    encode = trainer.model.encode
+    trainer.model.encode = lambda x: calls.append(len(x)) or encode(x)
+    loss, correct = trainer.step_loss(batch)
+    assert len(calls) == encoder_passes and sum(calls) == 16 * (2 + (not rotate_views))
+    assert loss.requires_grad and 0 <= correct <= 16

@@ -27,6 +27,22 @@ def test_run_writes_every_output(small_set, tmp_path):
     assert np.load(out / "arrays" / "val_embedding.npy").shape == (120, 2)
 
 
+def test_the_last_history_step_is_not_computed_again(small_set, tmp_path, monkeypatch):
+    import aeclust.train
+
+    passes = []
+    encode = aeclust.train.encode_images
+    monkeypatch.setattr(aeclust.train, "encode_images", lambda model, images, **kw: passes.append(len(images)) or encode(model, images, **kw))
+    result = run(tiny_config(epochs=2), tmp_path / "run", images=small_set)
+    assert passes == [240, 120] * 2  # train and val after each epoch, nothing more at the end
+    assert result.metrics["val_accuracy"] == result.history[-1].val_accuracy
+    assert result.metrics["train_mse"] == result.history[-1].train_mse
+    resumed = run(tiny_config(epochs=2), tmp_path / "run", images=small_set, resume=True)
+    assert passes[4:] == [240, 120]  # a run resumed after its last epoch encodes once, and agrees
+    assert resumed.metrics["val_accuracy"] == result.metrics["val_accuracy"]
+    assert resumed.metrics["train_mse"] == pytest.approx(result.metrics["train_mse"], rel=1e-6)
+
+
 def test_a_new_run_never_overwrites_an_old_one(small_set, tmp_path):
     first = run(tiny_config(epochs=1), tmp_path / "run", images=small_set)
     before = (first.run_dir / "prediction.csv").read_bytes()

@@ -30,6 +30,9 @@ class ModelConfig:
     contrastive_weight: float = 1.0
     temperature: float = 0.5
     min_crop_area: float = 0.25  # smallest share of the image a contrastive view keeps
+    # With contrastive views: turn both views of an image by the same multiple of 90° and predict it from them,
+    # instead of encoding a separately rotated copy of the batch (one encoder pass fewer per step).
+    rotate_views: bool = False
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 from aeclust.cluster import CLUSTERERS, cluster_latents
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
-from aeclust.embed import LATENT_MODES, SCALINGS, encode_images
+from aeclust.embed import LATENT_MODES, SCALINGS
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
@@ -144,14 +144,18 @@ def run(
 
     log("clustering train and val latents")
     mark = time.perf_counter()
-    train_latents, train_mse = encode_images(trainer.model, images.train_images, with_mse=True)
+    # The last epoch's history step encoded both sets and clustered val with this very model and seed;
+    # a run resumed after its last epoch has no such step, so it encodes afresh.
+    evaluation = trainer.latest_evaluation
+    if evaluation is None or evaluation.epoch != trainer.epoch:
+        evaluation = trainer.evaluate()
+    train_latents = evaluation.train_latents
     metrics: dict = {"model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trainer.epoch}
-    metrics["train_mse"] = train_mse
+    metrics["train_mse"] = evaluation.train_mse
     outputs = {"train_latents.npy": train_latents}
     if images.has_val:
-        val_latents, val_mse = encode_images(trainer.model, images.val_images, with_mse=True)
-        metrics["val_mse"] = val_mse
-        outputs["val_latents.npy"] = val_latents
+        metrics["val_mse"] = evaluation.val_mse
+        outputs["val_latents.npy"] = evaluation.val_latents
     timings["latent_seconds"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
@@ -165,9 +169,7 @@ def run(
         metrics["train_accuracy"] = accuracy_of(images.train_labels, train_clustering.clusters)
         metrics["train_scores"] = clustering_scores(images.train_labels, train_clustering.clusters)
     if images.has_val:
-        mark = time.perf_counter()
-        val_clustering = cluster_latents(val_latents, config.cluster, config.seed)
-        timings["cluster_val_seconds"] = time.perf_counter() - mark
+        val_clustering = evaluation.val_clustering
         outputs |= {"val_embedding.npy": val_clustering.embedding, "val_clusters.npy": val_clustering.clusters}
         metrics["val_accuracy"] = accuracy_of(images.val_labels, val_clustering.clusters)
         metrics["val_scores"] = clustering_scores(images.val_labels, val_clustering.clusters)

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from aeclust.cluster import cluster_latents
+from aeclust.cluster import Clustering, cluster_latents
 from aeclust.augment import contrastive_view, random_flip
 from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
@@ -46,6 +47,18 @@ class EpochRecord:
     val_accuracy: float  # the full clustering pipeline on val latents (nan without val)
     train_seconds: float
     eval_seconds: float
+
+
+@dataclass
+class Evaluation:
+    """What the latest per-epoch evaluation computed, kept so the run's final step need not compute it again."""
+
+    epoch: int
+    train_latents: np.ndarray
+    train_mse: float
+    val_latents: np.ndarray | None = None
+    val_mse: float | None = None
+    val_clustering: Clustering | None = None
 
 
 def set_threads(threads: int) -> None:
@@ -81,6 +94,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        self.latest_evaluation: Evaluation | None = None
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state(self, full: bool) -> dict:
@@ -137,7 +151,7 @@ class Trainer:
             if module is not None:
                 module.train(training)
 
-    def step_loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def step_loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The objective on one batch, and how many rotations the head got right.
 
         Without the contrastive objective this is the study's: the (rotated) batch is reconstructed and, with
@@ -150,6 +164,10 @@ class Trainer:
         turns = None
         if config.contrastive:
             views = [contrastive_view(batch, self.generator, config.min_crop_area) for _ in range(2)]
+            if self.rotation_head is not None and config.rotate_views:
+                views[0], turns = rotate_batch(views[0], self.generator)
+                views[1], _ = rotate_batch(views[1], self.generator, turns)
+                turns = torch.cat([turns, turns])
             inputs = torch.cat(views).contiguous(memory_format=torch.channels_last)
         else:
             if self.rotation_head is not None:
@@ -164,7 +182,7 @@ class Trainer:
         if self.projection_head is not None:
             projected = self.projection_head(latent)
             loss = loss + config.contrastive_weight * nt_xent_loss(projected[:n], projected[n:], config.temperature)
-        correct = 0
+        correct = 0.0
         if self.rotation_head is not None:
             if turns is None:
                 rotated, turns = rotate_batch(batch, self.generator)
@@ -173,7 +191,8 @@ class Trainer:
                 rotation_latent = latent
             logits = self.rotation_head(rotation_latent)
             loss = loss + config.rotation_weight * F.cross_entropy(logits, turns)
-            correct = int((logits.argmax(1) == turns).sum())
+            # Counted per image of the batch, so the epoch's rotation accuracy stays a share of images.
+            correct = float((logits.argmax(1) == turns).sum()) * n / len(turns)
         return loss, correct
 
     def train_one_epoch(self) -> tuple[float, float]:
@@ -199,15 +218,23 @@ class Trainer:
         rotation_accuracy = correct / seen if self.rotation_head is not None else float("nan")
         return total_loss / seen, rotation_accuracy
 
-    def evaluate(self) -> tuple[float, float]:
-        """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline."""
-        _, train_mse = encode_images(self.model, self.images.train_images, with_mse=True)
-        val_accuracy = float("nan")
+    def evaluate(self) -> Evaluation:
+        """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline.
+
+        Evaluates the model as it is after ``self.epoch`` epochs; the latents come along for the run's last step.
+        """
+        train_latents, train_mse = encode_images(self.model, self.images.train_images, with_mse=True)
+        evaluation = Evaluation(self.epoch, train_latents, float(train_mse))
         if self.images.has_val:
-            val_latents, _ = encode_images(self.model, self.images.val_images)
-            clusters = cluster_latents(val_latents, self.config.cluster, self.config.seed).clusters
-            val_accuracy = accuracy_of(self.images.val_labels, clusters)
-        return float(train_mse), val_accuracy
+            evaluation.val_latents, evaluation.val_mse = encode_images(self.model, self.images.val_images, with_mse=True)
+            evaluation.val_clustering = cluster_latents(evaluation.val_latents, self.config.cluster, self.config.seed)
+        self.latest_evaluation = evaluation
+        return evaluation
+
+    def val_accuracy(self, evaluation: Evaluation) -> float:
+        if evaluation.val_clustering is None:
+            return float("nan")
+        return accuracy_of(self.images.val_labels, evaluation.val_clustering.clusters)
 
     def fit(self, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
         """Train until ``config.train.epochs``, evaluating, checkpointing and logging after every epoch."""
@@ -216,8 +243,9 @@ class Trainer:
             started = time.perf_counter()
             loss, rotation_accuracy = self.train_one_epoch()
             trained = time.perf_counter()
-            train_mse, val_accuracy = self.evaluate()
             self.epoch += 1
+            evaluation = self.evaluate()
+            train_mse, val_accuracy = evaluation.train_mse, self.val_accuracy(evaluation)
             record = EpochRecord(
                 self.epoch, loss, train_mse, rotation_accuracy, val_accuracy,
                 trained - started, time.perf_counter() - trained,

@@ -19,12 +19,15 @@ class RotationHead(nn.Module):
         return self.linear(latent.flatten(1))
 
 
-def rotate_batch(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Turn each image by a random multiple of 90°; return the turned images and the multiples.
+def rotate_batch(
+    images: torch.Tensor, generator: torch.Generator, turns: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn each image by a random multiple of 90° (or by the given ``turns``); return the turned images and turns.
 
     One ``torch.rot90`` per rotation group rather than a Python loop over single images.
     """
-    turns = torch.randint(0, N_ROTATIONS, (len(images),), generator=generator)
+    if turns is None:
+        turns = torch.randint(0, N_ROTATIONS, (len(images),), generator=generator)
     rotated = torch.empty_like(images)
     for k in range(N_ROTATIONS):
         chosen = turns == k
