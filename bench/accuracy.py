@@ -16,7 +16,8 @@ import statistics
 from pathlib import Path
 
 from aeclust.data import load_images
-from aeclust.pipeline import METRICS_FILE, run
+from aeclust.config import RunConfig
+from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, run
 from aeclust.presets import MODELS, preset
 
 STUDY_ABLATIONS = ["baseline", "baseline+rotation", "resnet", "improved", "contrastive"]
@@ -26,20 +27,28 @@ def mean_sd(values: list[float]) -> str:
     values = [v for v in values if v == v]  # drop nan
     if not values:
         return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+    if len(values) == 1:
+        return f"{values[0]:.3f} (one run)"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def run_or_read(name: str, data: str | None, seed: int, epochs: int | None, out: Path, images) -> dict:
-    run_dir = out / name / f"seed{seed}"
-    if (run_dir / METRICS_FILE).is_file():
-        return json.loads((run_dir / METRICS_FILE).read_text())
     config = preset(name)
     config.seed = seed
     if data is not None:
         config.data = data
     if epochs is not None:
         config.train.epochs = epochs
+    # Runs with overridden epochs live apart, so they are never read back as the model's own setting.
+    run_dir = out / (name if epochs is None else f"{name}-{epochs}ep") / f"seed{seed}"
+    if (run_dir / METRICS_FILE).is_file():
+        saved = RunConfig.load(run_dir / CONFIG_FILE)
+        if saved != config:
+            raise SystemExit(
+                f"{run_dir}: holds a finished run with other settings than {name} seed {seed} has now; "
+                "move it away or pass another --out"
+            )
+        return json.loads((run_dir / METRICS_FILE).read_text())
     return run(config, run_dir, images=images, force=run_dir.exists()).metrics
 
 

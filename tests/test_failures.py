@@ -163,6 +163,12 @@ CASES = [
         ["--resume", "{bad}/other_config", "--epochs", "2"],
         "{bad}/other_config/config.json: configuration format version 2; expected 1",
     ),
+    (
+        "settings changed on resume",
+        ["--resume", "{bad}/other_model", "--lr", "0.1", "--model", "baseline"],
+        "{bad}/other_model: --resume continues a run with the settings it was started with; found --model, --lr "
+        "too (only --epochs and --threads may change). Start a new run to change them",
+    ),
 ]
 
 
@@ -173,7 +179,9 @@ def fill(text: str, bad: Path, hw9: Path) -> str:
 def command(case: str, bad: Path, hw9: Path, out: Path) -> list[str]:
     args = next(args for name, args, _ in CASES if name == case)
     args = [fill(arg, bad, hw9) for arg in args]
-    return ["run", *FAST, *args] + ([] if "--resume" in args else ["--out", str(out)])  # the case's options win
+    if "--resume" in args:  # a resumed run keeps its own settings, so only the thread count goes along
+        return ["run", "--threads", "1", *args]
+    return ["run", *FAST, *args, "--out", str(out)]  # the case's options win
 
 
 def assert_one_line_error(stderr: str, case: str, bad: Path, hw9: Path) -> None:

@@ -294,6 +294,14 @@ def test_compare_trains_each_model_on_the_same_data_then_reports(small_set, smal
     assert models[0].seed == 0  # the caller's configurations are left as they were
 
 
+def test_compare_resizes_the_images_for_every_model(small_hw9_dir, tmp_path):
+    models = [named_config("tiny-16", "resnet", small_hw9_dir, epochs=1)]
+    compare(str(small_hw9_dir), models=models, out=tmp_path / "cmp", indices=(0,), image_size=16)
+    run_dir = tmp_path / "cmp" / "runs" / "tiny-16"
+    assert json.loads((run_dir / "config.json").read_text())["image_size"] == 16
+    assert np.load(run_dir / "arrays" / "train_latents.npy").shape[-1] == 16 // 8  # three halvings of 16 px
+
+
 def test_compare_refuses_models_on_different_data(small_hw9_dir, tmp_path):
     models = [named_config("a", "resnet", small_hw9_dir), named_config("b", "resnet", tmp_path)]
     with pytest.raises(ConfigError, match="the models name different data"):

@@ -36,8 +36,11 @@ def test_every_epoch_leaves_a_checkpoint_and_a_history_row(small_set, tmp_path):
 def test_resume_continues_exactly(small_set, tmp_path):
     straight = Trainer(tiny_config(epochs=3), small_set, tmp_path / "a").fit()
     Trainer(tiny_config(epochs=1), small_set, tmp_path / "b").fit()
+    half_written = tmp_path / "b" / "checkpoints" / ".last.pt.x1y2.tmp"  # as a kill during a save leaves it
+    half_written.write_bytes(b"partial")
     resumed = Trainer(tiny_config(epochs=3), small_set, tmp_path / "b")
     assert resumed.resume()
+    assert not half_written.exists() and (tmp_path / "b" / "checkpoints" / "last.pt").exists()
     history = resumed.fit()
     assert [r.train_mse for r in history] == [r.train_mse for r in straight]
     assert [r.val_accuracy for r in history] == [r.val_accuracy for r in straight]

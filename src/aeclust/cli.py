@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from aeclust.errors import AeclustError
+from aeclust.errors import AeclustError, ConfigError
 
 EXIT_BAD_INPUT = 2
 
@@ -22,9 +22,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "a .npy/.npz array, a HW9-layout directory, or the embedded set's name (default)",
     )
     parser.add_argument("--image-size", type=int, help="side in pixels every image is resized to (default 32)")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"one of: {', '.join(MODELS)} (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same clusters")
+    parser.add_argument("--seed", type=int, help="random seed; the same seed gives the same clusters (default 0)")
     parser.add_argument("--k", type=int, help="number of clusters (default 2)")
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
@@ -40,12 +40,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace):
     """The named model's configuration with the command line's overrides applied."""
-    from aeclust.presets import preset
+    from aeclust.presets import DEFAULT_MODEL, preset
 
-    config = preset(args.model)
+    config = preset(args.model or DEFAULT_MODEL)
     if args.data is not None:
         config.data = str(args.data)
-    config.seed = args.seed
+    config.seed = args.seed if args.seed is not None else 0
     overrides = [
         (config.train, "epochs", args.epochs),
         (config.train, "batch_size", args.batch_size),
@@ -67,7 +67,25 @@ def build_config(args: argparse.Namespace):
     return config
 
 
+# Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains
+# (--epochs) and how many threads it uses (--threads).
+SETTING_OPTIONS = (
+    "data", "image_size", "model", "seed", "k", "batch_size", "lr", "beta",
+    "reducer", "components", "embedder", "clusterer", "latent", "scaling",
+)  # fmt: skip
+
+
+def refuse_settings_on_resume(args: argparse.Namespace) -> None:
+    given = [f"--{name.replace('_', '-')}" for name in SETTING_OPTIONS if getattr(args, name, None) is not None]
+    if args.resume is not None and given:
+        raise ConfigError(
+            f"{args.resume}: --resume continues a run with the settings it was started with; "
+            f"found {', '.join(given)} too (only --epochs and --threads may change). Start a new run to change them"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    refuse_settings_on_resume(args)
     config = build_config(args)  # before importing torch, so a bad option fails at once
     from aeclust.pipeline import run
 

@@ -39,6 +39,14 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that a killed process left half-written in ``directory``; return them."""
+    stale = sorted(Path(directory).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_open(path, "w") as handle:
         handle.write(text)

@@ -90,6 +90,7 @@ def prepare_run_dir(config: RunConfig, out: str | Path | None, resume: bool, for
         saved = RunConfig.load(run_dir / CONFIG_FILE)
         if config.train.epochs > saved.train.epochs:  # continuing a finished run for more epochs is allowed
             saved.train.epochs = config.train.epochs
+        saved.threads = config.threads  # a machine setting, free to differ from the first session's
         return saved, run_dir
     if force and out is not None and Path(out).exists():
         run_dir = Path(out)

@@ -27,7 +27,7 @@ from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
 from aeclust.embed import encode_images, to_model_input
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
-from aeclust.io import torch_save_atomic, write_text_atomic
+from aeclust.io import remove_stale_temporaries, torch_save_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of
 from aeclust.losses import nt_xent_loss
 from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch
@@ -126,6 +126,8 @@ class Trainer:
         path = self.checkpoint_dir / LAST_CHECKPOINT
         if not path.exists():
             return False
+        for stale in remove_stale_temporaries(self.checkpoint_dir):
+            log(f"removed {stale}, a checkpoint left half-written when the run was stopped")
         state = load_checkpoint(path, expect=self.config.model)
         planned = state["config"]["train"]["epochs"]
         if self.config.train.schedule == "onecycle" and planned != self.config.train.epochs:

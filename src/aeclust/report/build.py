@@ -134,12 +134,15 @@ def build_report(
 
 
 def _compared_config(
-    model: str | RunConfig, data: str | None, seed: int, epochs: int | None, threads: int | None
+    model: str | RunConfig, data: str | None, seed: int, epochs: int | None, threads: int | None,
+    image_size: int | None = None,
 ) -> RunConfig:
     config = preset(model) if isinstance(model, str) else copy.deepcopy(model)
     if data is not None:
         config.data = str(data)
     config.seed = seed
+    if image_size is not None:
+        config.image_size = image_size
     if epochs is not None:
         config.train.epochs = epochs
     if threads is not None:
@@ -158,6 +161,7 @@ def compare(
     indices: Sequence[int] = DEFAULT_INDICES,
     force: bool = False,
     images: ImageSet | None = None,
+    image_size: int | None = None,
 ) -> Path:
     """Train ``models`` (preset names or configurations) on the same data with the same seed, then report them.
 
@@ -165,11 +169,15 @@ def compare(
     """
     if not models:
         raise ConfigError("expected at least one model to compare, found none")
-    configs = [_compared_config(model, None if data is None else str(data), seed, epochs, threads) for model in models]
-    sources = sorted({config.data for config in configs})
+    configs = [
+        _compared_config(model, None if data is None else str(data), seed, epochs, threads, image_size)
+        for model in models
+    ]
+    sources = sorted({(config.data, config.image_size) for config in configs})
     if len(sources) > 1:
-        raise ConfigError(f"the models name different data ({', '.join(sources)}); expected one data set for all")
-    images = images if images is not None else load_images(configs[0].data)
+        found = ", ".join(f"{source} at {size} px" for source, size in sources)
+        raise ConfigError(f"the models name different data ({found}); expected one data set for all")
+    images = images if images is not None else load_images(configs[0].data, image_size=configs[0].image_size)
     indices = check_indices(indices, images)  # before hours of training, not after
     directory = prepare_report_dir(out, force, kind="compare")
     run_dirs = [run(config, directory / "runs" / config.model_name, images=images).run_dir for config in configs]

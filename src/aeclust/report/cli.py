@@ -34,6 +34,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed=args.seed,
         threads=args.threads,
+        image_size=args.image_size,
         out=args.out,
         indices=args.indices,
         force=args.force,
@@ -79,6 +80,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     compare.add_argument("--epochs", type=int, help="training epochs for every model (default: each model's)")
     compare.add_argument("--seed", type=int, default=0, help="random seed, the same for every model")
     compare.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    compare.add_argument("--image-size", type=int, help="side in pixels every image is resized to (default 32)")
     compare.add_argument(
         "--out", metavar="DIR", help="report directory, runs in DIR/runs (default runs/compare-TIME); never overwritten"
     )
