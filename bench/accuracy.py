@@ -4,8 +4,9 @@
 
 Prints, per data set: configuration | val accuracy mean ± sd | train accuracy (with trainY.npy) | val MSE | training
 seconds. Each run is an ordinary run directory under --out; a run that finished already is read back, not redone,
-so an interrupted benchmark continues where it stopped. Judge defaults by train accuracy and by several sets
-(bench/pairings.py builds more), never by tuning to the 500 val images.
+and one stopped mid-run resumes from its last epoch, so an interrupted benchmark continues where it stopped.
+Judge defaults by train accuracy and by several sets (bench/pairings.py builds more), never by tuning to the 500
+val images.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aeclust.data import load_images
 from aeclust.config import RunConfig
 from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, run
 from aeclust.presets import MODELS, preset
+from aeclust.train import LAST_CHECKPOINT
 
 STUDY_ABLATIONS = ["baseline", "baseline+rotation", "resnet", "improved", "contrastive"]
 
@@ -41,14 +43,18 @@ def run_or_read(name: str, data: str | None, seed: int, epochs: int | None, out:
         config.train.epochs = epochs
     # Runs with overridden epochs live apart, so they are never read back as the model's own setting.
     run_dir = out / (name if epochs is None else f"{name}-{epochs}ep") / f"seed{seed}"
-    if (run_dir / METRICS_FILE).is_file():
+    if (run_dir / CONFIG_FILE).is_file():
         saved = RunConfig.load(run_dir / CONFIG_FILE)
+        saved.threads = config.threads
         if saved != config:
             raise SystemExit(
-                f"{run_dir}: holds a finished run with other settings than {name} seed {seed} has now; "
+                f"{run_dir}: holds a run with other settings than {name} seed {seed} has now; "
                 "move it away or pass another --out"
             )
-        return json.loads((run_dir / METRICS_FILE).read_text())
+        if (run_dir / METRICS_FILE).is_file():
+            return json.loads((run_dir / METRICS_FILE).read_text())
+        if (run_dir / "checkpoints" / LAST_CHECKPOINT).is_file():  # a benchmark stopped mid-run goes on from there
+            return run(config, run_dir, images=images, resume=True).metrics
     return run(config, run_dir, images=images, force=run_dir.exists()).metrics
 
 

@@ -1,0 +1,50 @@
+"""bench/accuracy.py reuses finished runs, resumes stopped ones, and never mixes runs of other settings."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "accuracy.py"
+
+
+@pytest.fixture()
+def accuracy(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def tiny_preset(name):
+        config = tiny_config(epochs=1)
+        config.model_name = name
+        return config
+
+    monkeypatch.setattr(module, "preset", tiny_preset)
+    return module
+
+
+def test_finished_runs_are_read_back_and_stopped_ones_resumed(accuracy, small_set, tmp_path, monkeypatch):
+    first = accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
+    run_dir = tmp_path / "tiny" / "seed0"
+    calls = []
+    real_run = accuracy.run
+    monkeypatch.setattr(accuracy, "run", lambda *a, **kw: calls.append(kw) or real_run(*a, **kw))
+    assert accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set) == first and calls == []
+
+    (run_dir / "metrics.json").unlink()  # as if stopped after its last checkpoint
+    again = accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
+    assert calls[-1].get("resume") is True
+    assert again["val_accuracy"] == first["val_accuracy"]
+
+
+def test_a_run_of_other_settings_is_never_read_as_this_one(accuracy, small_set, tmp_path, monkeypatch):
+    accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
+    other = accuracy.preset("tiny")
+    other.train.lr = 0.5
+    monkeypatch.setattr(accuracy, "preset", lambda name: other)
+    with pytest.raises(SystemExit, match="holds a run with other settings"):
+        accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
+    accuracy.run_or_read("tiny", None, 0, 2, tmp_path, small_set)  # overridden epochs live apart
+    assert (tmp_path / "tiny-2ep" / "seed0" / "metrics.json").is_file()
