@@ -47,6 +47,7 @@ def stage_rows(metrics: dict, decode_seconds: float, report_seconds: float) -> d
         "reduction (train)": t["train_reduce_step_seconds"],
         "2-D embedding (train)": t["train_embed_step_seconds"],
         "clustering (train)": t["train_cluster_step_seconds"],
+        "refinement (neighbour consistency)": t.get("refine_seconds", 0.0),
         "report": report_seconds,
         "end to end (run + report)": t["total_seconds"] + report_seconds,
     }

@@ -33,6 +33,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--components", type=int, help="components kept by the reducer")
     parser.add_argument("--embedder", help="none | tsne | sklearn-tsne | umap")
     parser.add_argument("--clusterer", help="kmeans | gmm | agglomerative")
+    parser.add_argument(
+        "--refine-epochs", type=int, help="epochs of neighbour-consistency refinement of the clusters (0: none)"
+    )
     parser.add_argument("--latent", help="flatten | pool | pool+flatten")
     parser.add_argument("--scaling", help="none | standardize | l2: how latent features are scaled before reducing")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
@@ -58,6 +61,7 @@ def build_config(args: argparse.Namespace):
         (config.cluster, "clusterer", args.clusterer),
         (config.cluster, "latent", args.latent),
         (config.cluster, "scaling", args.scaling),
+        (config.refine, "epochs", args.refine_epochs),
         (config, "threads", args.threads),
         (config, "image_size", args.image_size),
     ]
@@ -71,7 +75,7 @@ def build_config(args: argparse.Namespace):
 # (--epochs) and how many threads it uses (--threads).
 SETTING_OPTIONS = (
     "data", "image_size", "model", "seed", "k", "batch_size", "lr", "beta",
-    "reducer", "components", "embedder", "clusterer", "latent", "scaling",
+    "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs",
 )  # fmt: skip
 
 

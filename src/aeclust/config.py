@@ -61,6 +61,18 @@ class ClusterConfig:
 
 
 @dataclass
+class RefineConfig:
+    """Neighbour-consistency fine-tuning of the clusters (SCAN), after training; 0 epochs switches it off."""
+
+    epochs: int = 0
+    neighbours: int = 20  # each image is pulled towards the cluster of one of its nearest neighbours in latent space
+    entropy_weight: float = 5.0  # keeps every cluster in use
+    lr: float = 1e-4  # for a copy of the encoder
+    head_lr: float = 1e-3  # for the k-way head that starts at the clustering stage's centroids
+    batch_size: int = 256
+
+
+@dataclass
 class RunConfig:
     model_name: str = "improved"
     data: str = "animals-vs-vehicles"
@@ -70,6 +82,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +95,7 @@ class RunConfig:
         if version != FORMAT_VERSION:
             raise ConfigError(f"configuration format version {version}; expected {FORMAT_VERSION}")
         values["cluster"] = _migrate_cluster(dict(values.get("cluster", {})))
-        sections = {"model": ModelConfig, "train": TrainConfig, "cluster": ClusterConfig}
+        sections = {"model": ModelConfig, "train": TrainConfig, "cluster": ClusterConfig, "refine": RefineConfig}
         for key, section in sections.items():
             values[key] = _build(section, values.get(key, {}), key)
         values["model"].widths = tuple(values["model"].widths)

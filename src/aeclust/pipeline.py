@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aeclust.cluster import CLUSTERERS, cluster_latents
+from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS
@@ -22,6 +22,7 @@ from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
+from aeclust.refine import NeighbourRefiner
 from aeclust.train import SCHEDULES, Trainer, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
@@ -73,6 +74,12 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
     if images.has_val and config.cluster.k > len(images.val_images):
         raise ConfigError(
             f"{where}: k={config.cluster.k} must not exceed the number of val images ({len(images.val_images)})"
+        )
+    refine = config.refine
+    if refine.epochs < 0 or refine.neighbours < 1 or refine.batch_size < 1:
+        raise ConfigError(
+            f"refine epochs={refine.epochs}, neighbours={refine.neighbours}, batch size={refine.batch_size}: "
+            "expected epochs >= 0, neighbours >= 1 and batch size >= 1"
         )
     if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError(
@@ -163,6 +170,24 @@ def run(
     train_clustering = cluster_latents(train_latents, config.cluster, config.seed)
     timings["cluster_train_seconds"] = time.perf_counter() - mark
     timings |= {f"train_{stage}_step_seconds": seconds for stage, seconds in train_clustering.seconds.items()}
+    val_clustering = evaluation.val_clustering
+    if config.refine.epochs > 0:
+        if images.train_labels is not None:
+            metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
+        if val_clustering is not None:
+            metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, val_clustering.clusters)
+        log(f"refining the {config.cluster.k} clusters by neighbour consistency, {config.refine.epochs} epochs")
+        mark = time.perf_counter()
+        refiner = NeighbourRefiner(
+            trainer.model, images, config, train_clustering.clusters, run_dir / "checkpoints", trainer.epoch
+        )
+        if resume and refiner.resume():
+            log(f"resuming the refinement after its epoch {refiner.epoch}")
+        refined = refiner.fit(log)
+        timings["refine_seconds"] = time.perf_counter() - mark
+        train_clustering = Clustering(refined.train_features, refined.train_features, refined.train_clusters)
+        if refined.val_clusters is not None:
+            val_clustering = Clustering(refined.val_features, refined.val_features, refined.val_clusters)
     outputs |= {"train_embedding.npy": train_clustering.embedding, "train_clusters.npy": train_clustering.clusters}
     write_predictions(run_dir / PREDICTION_FILE, images.ids(), train_clustering.clusters)
     metrics["cluster_sizes"] = np.bincount(train_clustering.clusters, minlength=config.cluster.k).tolist()
@@ -170,7 +195,6 @@ def run(
         metrics["train_accuracy"] = accuracy_of(images.train_labels, train_clustering.clusters)
         metrics["train_scores"] = clustering_scores(images.train_labels, train_clustering.clusters)
     if images.has_val:
-        val_clustering = evaluation.val_clustering
         outputs |= {"val_embedding.npy": val_clustering.embedding, "val_clusters.npy": val_clustering.clusters}
         metrics["val_accuracy"] = accuracy_of(images.val_labels, val_clustering.clusters)
         metrics["val_scores"] = clustering_scores(images.val_labels, val_clustering.clusters)

@@ -1,0 +1,209 @@
+"""Refine the clusters by neighbour consistency (SCAN), after the clustering stage has found them.
+
+SCAN (Van Gansbeke et al., 2020) trains a copy of the encoder and a k-way head so that an image and one of its
+nearest neighbours in latent space, each augmented, fall into the same cluster, while an entropy term keeps every
+cluster in use. Here the head starts at the centroids of the clustering stage's clusters, so refinement begins
+from that answer and moves only images whose neighbourhoods disagree with it. Labels are never used; val images
+are only predicted, never trained on. The autoencoder itself is left as trained, so reconstructions and MSE are
+the autoencoder's. No maintained library does this for a torch model on a CPU, hence the code here.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aeclust.augment import contrastive_view
+from aeclust.config import FORMAT_VERSION, RunConfig
+from aeclust.data import ImageSet
+from aeclust.embed import INFERENCE_BATCH, to_model_input
+from aeclust.errors import CheckpointError
+from aeclust.io import torch_save_atomic
+
+REFINE_CHECKPOINT = "refine.pt"
+REFINE_KIND = "aeclust-refine-checkpoint"
+NEIGHBOUR_BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50,000 floats is 400 MB
+HEAD_SCALE = 10.0  # the head's logits start as 10 × cosine to each centroid: confident, not saturated
+
+
+def pooled_unit_latents(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Globally pooled, unit-length latents: the space neighbours are found in and the head reads."""
+    return F.normalize(model.encode(inputs.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3)), dim=1)
+
+
+@torch.inference_mode()
+def encode_pooled(model: nn.Module, inputs: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
+    """Pooled unit latents of all ``inputs`` (or the head's logits on them), in eval mode and large batches."""
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = []
+        for start in range(0, len(inputs), INFERENCE_BATCH):
+            latent = pooled_unit_latents(model, inputs[start : start + INFERENCE_BATCH])
+            outputs.append(latent if head is None else head(latent))
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs)
+
+
+def nearest_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each row's ``k`` most cosine-similar other rows (rows are unit length), block by block."""
+    k = min(k, len(features) - 1)
+    blocks = []
+    for start in range(0, len(features), NEIGHBOUR_BLOCK):
+        similarity = features[start : start + NEIGHBOUR_BLOCK] @ features.T
+        rows = torch.arange(len(similarity))
+        similarity[rows, rows + start] = -2.0  # never one's own neighbour
+        blocks.append(similarity.topk(k, dim=1).indices)
+    return torch.cat(blocks)
+
+
+def head_from_clusters(features: torch.Tensor, clusters: np.ndarray, k: int) -> nn.Linear:
+    """A linear k-way head whose logits are scaled cosines to each cluster's centroid."""
+    head = nn.Linear(features.shape[1], k)
+    assignment = torch.from_numpy(np.asarray(clusters))
+    with torch.no_grad():
+        centroids = torch.stack([features[assignment == c].mean(0) for c in range(k)])
+        head.weight.copy_(F.normalize(centroids, dim=1) * HEAD_SCALE)
+        head.bias.zero_()
+    return head
+
+
+def scan_loss(anchor_logits: torch.Tensor, partner_logits: torch.Tensor, entropy_weight: float) -> torch.Tensor:
+    """−log ⟨p(anchor), p(neighbour)⟩, minus entropy_weight × the entropy of the batch's mean cluster share."""
+    anchor, partner = anchor_logits.softmax(1), partner_logits.softmax(1)
+    consistency = -torch.log((anchor * partner).sum(1).clamp_min(1e-8)).mean()
+    share = anchor.mean(0)
+    entropy = -(share * torch.log(share.clamp_min(1e-8))).sum()
+    return consistency - entropy_weight * entropy
+
+
+@dataclass
+class Refinement:
+    train_clusters: np.ndarray
+    train_features: np.ndarray  # the refined encoder's pooled unit latents
+    val_clusters: np.ndarray | None = None
+    val_features: np.ndarray | None = None
+
+
+class NeighbourRefiner:
+    """Fine-tunes a copy of ``model``'s encoder and a k-way head on ``images.train_images``; one checkpoint per epoch."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: ImageSet,
+        config: RunConfig,
+        initial_clusters: np.ndarray,
+        checkpoint_dir: Path,
+        trained_epochs: int,
+    ) -> None:
+        self.settings, self.images, self.trained_epochs = config.refine, images, trained_epochs
+        self.checkpoint_path = Path(checkpoint_dir) / REFINE_CHECKPOINT
+        torch.manual_seed(config.seed)
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        self.inputs = to_model_input(images.train_images)
+        features = encode_pooled(self.model, self.inputs)
+        self.neighbours = nearest_neighbours(features, self.settings.neighbours)
+        self.head = head_from_clusters(features, initial_clusters, config.cluster.k)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.model.parameters(), "lr": self.settings.lr},
+                {"params": self.head.parameters(), "lr": self.settings.head_lr},
+            ],
+            fused=True,
+        )
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.epoch = 0
+
+    def state(self) -> dict:
+        return {
+            "kind": REFINE_KIND,
+            "format_version": FORMAT_VERSION,
+            "epoch": self.epoch,
+            "trained_epochs": self.trained_epochs,
+            "model": self.model.state_dict(),
+            "head": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def resume(self) -> bool:
+        """Continue from this run's refinement checkpoint, if one was written for this model; return whether so.
+
+        A checkpoint written after fewer training epochs (the run was since trained further) is started afresh.
+        """
+        if not self.checkpoint_path.exists():
+            return False
+        try:
+            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as error:  # torch raises several kinds for a damaged file
+            raise CheckpointError(f"{self.checkpoint_path}: could not read the refinement checkpoint ({error})") from None
+        if not isinstance(state, dict) or state.get("kind") != REFINE_KIND:
+            raise CheckpointError(f"{self.checkpoint_path}: expected an aeclust refinement checkpoint, found another file")
+        if state["format_version"] != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{self.checkpoint_path}: checkpoint format version {state['format_version']}; "
+                f"this aeclust reads version {FORMAT_VERSION}"
+            )
+        if state.get("trained_epochs") != self.trained_epochs:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = state["epoch"]
+        return True
+
+    def train_one_epoch(self) -> float:
+        self.model.train()
+        batch_size, total, seen = self.settings.batch_size, 0.0, 0
+        order = torch.randperm(len(self.inputs), generator=self.generator)
+        for start in range(0, len(order), batch_size):
+            anchors = order[start : start + batch_size]
+            picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
+            partners = self.neighbours[anchors, picked]
+            views = torch.cat(
+                [contrastive_view(self.inputs[anchors], self.generator), contrastive_view(self.inputs[partners], self.generator)]
+            )
+            logits = self.head(pooled_unit_latents(self.model, views))
+            loss = scan_loss(logits[: len(anchors)], logits[len(anchors) :], self.settings.entropy_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(anchors)
+            seen += len(anchors)
+        return total / seen
+
+    def fit(self, log=print) -> Refinement:
+        while self.epoch < self.settings.epochs:
+            started = time.perf_counter()
+            loss = self.train_one_epoch()
+            self.epoch += 1
+            torch_save_atomic(self.checkpoint_path, self.state())
+            sizes = np.bincount(self.predict(self.inputs), minlength=self.head.out_features).tolist()
+            log(
+                f"refine {self.epoch}/{self.settings.epochs}  loss {loss:.4f}  cluster sizes {sizes}  "
+                f"({time.perf_counter() - started:.0f}s)"
+            )
+        return self.result()
+
+    def predict(self, inputs: torch.Tensor) -> np.ndarray:
+        return encode_pooled(self.model, inputs, self.head).argmax(1).numpy()
+
+    @torch.inference_mode()
+    def result(self) -> Refinement:
+        train_features = encode_pooled(self.model, self.inputs)
+        refinement = Refinement(self.head(train_features).argmax(1).numpy(), train_features.numpy())
+        if self.images.has_val:
+            val_features = encode_pooled(self.model, to_model_input(self.images.val_images))
+            refinement.val_clusters = self.head(val_features).argmax(1).numpy()
+            refinement.val_features = val_features.numpy()
+        return refinement

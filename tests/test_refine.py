@@ -1,0 +1,91 @@
+"""Neighbour-consistency refinement: its parts by hand, and as a resumable, deterministic stage of a run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import aeclust.refine
+from aeclust.pipeline import run
+from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, scan_loss
+from aeclust.train import Trainer
+
+from conftest import tiny_config
+
+
+def _unit(n, d=5, seed=0):
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+def test_nearest_neighbours_match_brute_force_across_blocks(monkeypatch):
+    monkeypatch.setattr(aeclust.refine, "NEIGHBOUR_BLOCK", 7)  # several blocks, the last one short
+    features = _unit(30)
+    found = nearest_neighbours(features, 4)
+    similarity = features @ features.T
+    similarity.fill_diagonal_(-2)
+    assert torch.equal(found, similarity.topk(4, dim=1).indices)
+    assert not (found == torch.arange(30)[:, None]).any()  # nobody is their own neighbour
+
+
+def test_head_starts_at_the_nearest_centroid():
+    features = torch.cat([_unit(20) + torch.tensor([3.0, 0, 0, 0, 0]), _unit(20, seed=1) - torch.tensor([3.0, 0, 0, 0, 0])])
+    features = F.normalize(features, dim=1)
+    clusters = np.array([0] * 20 + [1] * 20)
+    head = head_from_clusters(features, clusters, 2)
+    assert np.array_equal(head(features).argmax(1).numpy(), clusters)
+
+
+def test_scan_loss_by_hand():
+    agree = torch.tensor([[5.0, -5.0], [-5.0, 5.0]])
+    disagree = agree.flip(1)
+    # Consistency −log⟨p, q⟩ is near 0 when partners agree confidently, large when they disagree.
+    assert scan_loss(agree, agree, 0.0).item() < 1e-3 < 5 < scan_loss(agree, disagree, 0.0).item()
+    # The entropy term rewards using both clusters: log 2 for an even split.
+    assert scan_loss(agree, agree, 1.0).item() == pytest.approx(scan_loss(agree, agree, 0.0).item() - np.log(2), abs=1e-6)
+
+
+def _refiner(small_set, trained, tmp_path, epochs):
+    config = tiny_config()
+    config.refine.epochs, config.refine.neighbours, config.refine.batch_size = epochs, 5, 64
+    clusters = np.arange(len(small_set.train_images)) % 2
+    return NeighbourRefiner(trained.model, small_set, config, clusters, tmp_path, trained.epoch)
+
+
+def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    before = {name: value.clone() for name, value in trained.model.state_dict().items()}
+    straight = _refiner(small_set, trained, tmp_path / "a", epochs=2).fit(log=lambda _: None)
+    _refiner(small_set, trained, tmp_path / "b", epochs=1).fit(log=lambda _: None)
+    resumed = _refiner(small_set, trained, tmp_path / "b", epochs=2)
+    assert resumed.resume() and resumed.epoch == 1
+    again = resumed.fit(log=lambda _: None)
+    assert np.array_equal(again.train_clusters, straight.train_clusters)
+    np.testing.assert_array_equal(again.val_features, straight.val_features)
+    assert all(torch.equal(before[name], value) for name, value in trained.model.state_dict().items())
+
+
+def test_a_refinement_checkpoint_of_a_shorter_training_is_not_resumed(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    _refiner(small_set, trained, tmp_path, epochs=1).fit(log=lambda _: None)
+    trained.epoch = 2  # as if the run had since been trained one epoch further
+    assert not _refiner(small_set, trained, tmp_path, epochs=1).resume()
+
+
+def test_a_run_with_refinement_reports_both_and_is_deterministic(small_set, tmp_path):
+    config = tiny_config(epochs=1)
+    config.refine.epochs, config.refine.neighbours = 1, 5
+    first = run(config, tmp_path / "a", images=small_set)
+    second = run(config, tmp_path / "b", images=small_set)
+    assert (first.run_dir / "prediction.csv").read_bytes() == (second.run_dir / "prediction.csv").read_bytes()
+    metrics = json.loads((first.run_dir / "metrics.json").read_text())
+    for key in ("train_accuracy_before_refine", "val_accuracy_before_refine", "train_accuracy", "val_accuracy"):
+        assert 0.5 <= metrics[key] <= 1
+    assert metrics["timings"]["refine_seconds"] > 0
+    assert (first.run_dir / "checkpoints" / "refine.pt").is_file()
+    clusters = np.load(first.run_dir / "arrays" / "train_clusters.npy")
+    predicted = [int(line.split(",")[1]) for line in (first.run_dir / "prediction.csv").read_text().splitlines()[1:]]
+    assert predicted == clusters.tolist()
