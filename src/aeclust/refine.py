@@ -39,15 +39,15 @@ def pooled_unit_latents(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def encode_pooled(model: nn.Module, inputs: torch.Tensor, head: nn.Module | None = None) -> torch.Tensor:
-    """Pooled unit latents of all ``inputs`` (or the head's logits on them), in eval mode and large batches."""
+def encode_pooled(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Pooled unit latents of all ``inputs``, in eval mode and large batches."""
     was_training = model.training
     model.eval()
     try:
-        outputs = []
-        for start in range(0, len(inputs), INFERENCE_BATCH):
-            latent = pooled_unit_latents(model, inputs[start : start + INFERENCE_BATCH])
-            outputs.append(latent if head is None else head(latent))
+        outputs = [
+            pooled_unit_latents(model, inputs[start : start + INFERENCE_BATCH])
+            for start in range(0, len(inputs), INFERENCE_BATCH)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(outputs)
@@ -162,9 +162,11 @@ class NeighbourRefiner:
         self.epoch = state["epoch"]
         return True
 
-    def train_one_epoch(self) -> float:
+    def train_one_epoch(self) -> tuple[float, list[int]]:
+        """One pass over the images as anchors; the mean loss and how many anchors each cluster took, as it went."""
         self.model.train()
         batch_size, total, seen = self.settings.batch_size, 0.0, 0
+        sizes = torch.zeros(self.head.out_features, dtype=torch.long)
         order = torch.randperm(len(self.inputs), generator=self.generator)
         for start in range(0, len(order), batch_size):
             anchors = order[start : start + batch_size]
@@ -180,23 +182,20 @@ class NeighbourRefiner:
             self.optimizer.step()
             total += loss.item() * len(anchors)
             seen += len(anchors)
-        return total / seen
+            sizes += torch.bincount(logits[: len(anchors)].argmax(1), minlength=len(sizes))
+        return total / seen, sizes.tolist()
 
     def fit(self, log=print) -> Refinement:
         while self.epoch < self.settings.epochs:
             started = time.perf_counter()
-            loss = self.train_one_epoch()
+            loss, sizes = self.train_one_epoch()
             self.epoch += 1
             torch_save_atomic(self.checkpoint_path, self.state())
-            sizes = np.bincount(self.predict(self.inputs), minlength=self.head.out_features).tolist()
             log(
                 f"refine {self.epoch}/{self.settings.epochs}  loss {loss:.4f}  cluster sizes {sizes}  "
                 f"({time.perf_counter() - started:.0f}s)"
             )
         return self.result()
-
-    def predict(self, inputs: torch.Tensor) -> np.ndarray:
-        return encode_pooled(self.model, inputs, self.head).argmax(1).numpy()
 
     @torch.inference_mode()
     def result(self) -> Refinement:
