@@ -45,7 +45,6 @@ def run_or_read(name: str, data: str | None, seed: int, epochs: int | None, out:
     run_dir = out / (name if epochs is None else f"{name}-{epochs}ep") / f"seed{seed}"
     if (run_dir / CONFIG_FILE).is_file():
         saved = RunConfig.load(run_dir / CONFIG_FILE)
-        saved.threads = config.threads
         if saved != config:
             raise SystemExit(
                 f"{run_dir}: holds a run with other settings than {name} seed {seed} has now; "

@@ -96,7 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None and args.epochs is None:
         # A resumed run keeps its own epoch count: only an explicit --epochs extends it, not the default model's.
         config.train.epochs = 0
-    result = run(config, args.out or args.resume, resume=args.resume is not None, force=args.force)
+    result = run(
+        config, args.out or args.resume, resume=args.resume is not None, force=args.force, resume_threads=args.threads
+    )
     metrics = result.metrics
     lines = [f"run directory: {result.run_dir}"]
     for key in ("val_accuracy", "train_accuracy", "val_mse", "train_mse"):

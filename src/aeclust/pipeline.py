@@ -88,7 +88,9 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
         )
 
 
-def prepare_run_dir(config: RunConfig, out: str | Path | None, resume: bool, force: bool) -> tuple[RunConfig, Path]:
+def prepare_run_dir(
+    config: RunConfig, out: str | Path | None, resume: bool, force: bool, threads: int | None = None
+) -> tuple[RunConfig, Path]:
     """Pick the run directory and settle the configuration: a resumed run keeps the one it was started with."""
     if resume:
         run_dir = Path(out) if out is not None else None
@@ -97,7 +99,8 @@ def prepare_run_dir(config: RunConfig, out: str | Path | None, resume: bool, for
         saved = RunConfig.load(run_dir / CONFIG_FILE)
         if config.train.epochs > saved.train.epochs:  # continuing a finished run for more epochs is allowed
             saved.train.epochs = config.train.epochs
-        saved.threads = config.threads  # a machine setting, free to differ from the first session's
+        if threads is not None:  # a machine setting, free to differ from the first session's
+            saved.threads = threads
         return saved, run_dir
     if force and out is not None and Path(out).exists():
         run_dir = Path(out)
@@ -125,11 +128,16 @@ def run(
     images: ImageSet | None = None,
     resume: bool = False,
     force: bool = False,
+    resume_threads: int | None = None,
 ) -> RunResult:
-    """Train, cluster and score one model; write everything into a new run directory (or resume one)."""
+    """Train, cluster and score one model; write everything into a new run directory (or resume one).
+
+    A resumed run keeps the settings it was started with, except a longer ``config.train.epochs`` and, when
+    given, ``resume_threads``.
+    """
     started = time.perf_counter()
     if resume:  # the saved settings say which data to load
-        config, run_dir = prepare_run_dir(config, out, resume, force)
+        config, run_dir = prepare_run_dir(config, out, resume, force, resume_threads)
     check_names(config)
     timings: dict[str, float] = {}
     mark = time.perf_counter()
