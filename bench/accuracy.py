@@ -16,8 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
-from aeclust.data import load_images
 from aeclust.config import RunConfig
+from aeclust.data import load_images
 from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, run
 from aeclust.presets import MODELS, preset
 from aeclust.train import LAST_CHECKPOINT

@@ -81,7 +81,9 @@ def refine(run_dir: Path, args: argparse.Namespace) -> dict:
             anchors = order[start : start + args.batch_size]
             picked = torch.randint(0, args.neighbours, (len(anchors),), generator=generator)
             partners = neighbours[anchors, picked]
-            views = torch.cat([contrastive_view(inputs[anchors], generator), contrastive_view(inputs[partners], generator)])
+            views = torch.cat(
+                [contrastive_view(inputs[anchors], generator), contrastive_view(inputs[partners], generator)]
+            )
             probabilities = head(pooled_unit(model, views)).softmax(1)
             anchor_p, partner_p = probabilities[: len(anchors)], probabilities[len(anchors) :]
             consistency = -torch.log((anchor_p * partner_p).sum(1).clamp_min(1e-8)).mean()

@@ -4,7 +4,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_config
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "accuracy.py"

@@ -58,3 +58,13 @@ def test_score_with_mismatched_answer_key(tmp_path):
     np.save(tmp_path / "y.npy", np.array([0, 1, 1], dtype=np.uint8))
     result = aeclust("score", str(tmp_path / "p.csv"), str(tmp_path / "y.npy"))
     assert result.returncode == 2 and "expected 2 labels (one per image), found 3" in result.stderr
+
+
+def test_models_lists_every_section_of_every_named_model(capsys):
+    from aeclust.presets import MODELS
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "contrastive (default)" in out
+    assert out.count("\n  refine   ") == len(MODELS)
+    assert '"epochs": 3' in out.split("contrastive (default)")[1].split("  refine   ")[1].splitlines()[0]

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config
 
 import aeclust.refine
 from aeclust.pipeline import run
 from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, scan_loss
 from aeclust.train import Trainer
-
-from conftest import tiny_config
 
 
 def _unit(n, d=5, seed=0):
@@ -30,20 +29,30 @@ def test_nearest_neighbours_match_brute_force_across_blocks(monkeypatch):
 
 
 def test_head_starts_at_the_nearest_centroid():
-    features = torch.cat([_unit(20) + torch.tensor([3.0, 0, 0, 0, 0]), _unit(20, seed=1) - torch.tensor([3.0, 0, 0, 0, 0])])
+    features = torch.cat(
+        [_unit(20) + torch.tensor([3.0, 0, 0, 0, 0]), _unit(20, seed=1) - torch.tensor([3.0, 0, 0, 0, 0])]
+    )
     features = F.normalize(features, dim=1)
     clusters = np.array([0] * 20 + [1] * 20)
     head = head_from_clusters(features, clusters, 2)
     assert np.array_equal(head(features).argmax(1).numpy(), clusters)
 
 
+def test_an_empty_cluster_gets_a_neutral_centroid():
+    head = head_from_clusters(_unit(6), np.zeros(6, dtype=int), 3)
+    assert torch.isfinite(head.weight).all() and torch.equal(head.weight[1:], torch.zeros(2, 5))
+
+
 def test_scan_loss_by_hand():
     agree = torch.tensor([[5.0, -5.0], [-5.0, 5.0]])
     disagree = agree.flip(1)
     # Consistency −log⟨p, q⟩ is near 0 when partners agree confidently, large when they disagree.
-    assert scan_loss(agree, agree, 0.0).item() < 1e-3 < 5 < scan_loss(agree, disagree, 0.0).item()
+    assert scan_loss(agree, agree, 0.0).item() < 1e-3
+    assert scan_loss(agree, disagree, 0.0).item() > 5
     # The entropy term rewards using both clusters: log 2 for an even split.
-    assert scan_loss(agree, agree, 1.0).item() == pytest.approx(scan_loss(agree, agree, 0.0).item() - np.log(2), abs=1e-6)
+    assert scan_loss(agree, agree, 1.0).item() == pytest.approx(
+        scan_loss(agree, agree, 0.0).item() - np.log(2), abs=1e-6
+    )
 
 
 def _refiner(small_set, trained, tmp_path, epochs):

@@ -128,11 +128,13 @@ def cmd_data_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from aeclust.presets import MODELS, preset
+    from aeclust.presets import DEFAULT_MODEL, MODELS, preset
 
     for name in MODELS:
-        config = preset(name)
-        print(f"{name:20s} {json.dumps(config.to_dict()['model'])}")
+        settings = preset(name).to_dict()
+        print(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}")
+        for section in ("model", "train", "cluster", "refine"):
+            print(f"  {section:8s} {json.dumps(settings[section])}")
     return 0
 
 

@@ -70,7 +70,13 @@ def head_from_clusters(features: torch.Tensor, clusters: np.ndarray, k: int) -> 
     head = nn.Linear(features.shape[1], k)
     assignment = torch.from_numpy(np.asarray(clusters))
     with torch.no_grad():
-        centroids = torch.stack([features[assignment == c].mean(0) for c in range(k)])
+        # An empty cluster (possible with some clusterers) gets a zero centroid: logit 0 until training moves it.
+        centroids = torch.stack(
+            [
+                features[assignment == c].mean(0) if (assignment == c).any() else features.new_zeros(features.shape[1])
+                for c in range(k)
+            ]
+        )
         head.weight.copy_(F.normalize(centroids, dim=1) * HEAD_SCALE)
         head.bias.zero_()
     return head
@@ -145,9 +151,13 @@ class NeighbourRefiner:
         try:
             state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         except Exception as error:  # torch raises several kinds for a damaged file
-            raise CheckpointError(f"{self.checkpoint_path}: could not read the refinement checkpoint ({error})") from None
+            raise CheckpointError(
+                f"{self.checkpoint_path}: could not read the refinement checkpoint ({error})"
+            ) from None
         if not isinstance(state, dict) or state.get("kind") != REFINE_KIND:
-            raise CheckpointError(f"{self.checkpoint_path}: expected an aeclust refinement checkpoint, found another file")
+            raise CheckpointError(
+                f"{self.checkpoint_path}: expected an aeclust refinement checkpoint, found another file"
+            )
         if state["format_version"] != FORMAT_VERSION:
             raise CheckpointError(
                 f"{self.checkpoint_path}: checkpoint format version {state['format_version']}; "
@@ -173,7 +183,10 @@ class NeighbourRefiner:
             picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
             partners = self.neighbours[anchors, picked]
             views = torch.cat(
-                [contrastive_view(self.inputs[anchors], self.generator), contrastive_view(self.inputs[partners], self.generator)]
+                [
+                    contrastive_view(self.inputs[anchors], self.generator),
+                    contrastive_view(self.inputs[partners], self.generator),
+                ]
             )
             logits = self.head(pooled_unit_latents(self.model, views))
             loss = scan_loss(logits[: len(anchors)], logits[len(anchors) :], self.settings.entropy_weight)
