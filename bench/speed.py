@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from aeclust.cluster import cluster_latents
-from aeclust.data import load_images
+from aeclust.data import ImageSet, load_images
 from aeclust.data.embedded import decode_archive, embedded_archive
 from aeclust.embed import encode_images
 from aeclust.pipeline import METRICS_FILE, run
 from aeclust.presets import DEFAULT_MODEL, preset
+from aeclust.refine import NeighbourRefiner
 from aeclust.train import load_model
 
 
@@ -62,18 +64,33 @@ def time_report(run_dir: Path, out: Path) -> float:
 
 
 def growth(archive: Path, model_run: Path) -> None:
+    """Seconds of the default's clustering stage, and of its refinement, at growing N (encoding not counted)."""
     model, _ = load_model(model_run / "checkpoints" / "last.pt")
-    config = preset(DEFAULT_MODEL).cluster
-    print(f"\nclustering stage of the default ({config.latent} latents, {config.reducer}, {config.embedder}, {config.clusterer})")
+    config = preset(DEFAULT_MODEL)
+    cluster = config.cluster
+    print(
+        f"\nclustering stage of the default ({cluster.latent} latents, {cluster.reducer}, {cluster.embedder}, "
+        f"{cluster.clusterer}), then its refinement ({config.refine.epochs} epochs)"
+    )
     images = load_images(archive)
     latents, _ = encode_images(model, images.train_images)
-    print("| N | seconds | per 1,000 |\n|---|---|---|")
+    print("| N | clustering s | per 1,000 | refinement s | per 1,000 |\n|---|---|---|---|---|")
     for n in (2000, 8500, len(latents)):
         chosen = np.random.default_rng(0).permutation(len(latents))[:n]
         started = time.perf_counter()
-        cluster_latents(latents[chosen], config, seed=0)
+        clusters = cluster_latents(latents[chosen], cluster, seed=0).clusters
         seconds = time.perf_counter() - started
-        print(f"| {n} | {seconds:.1f} | {seconds / n * 1000:.2f} |", flush=True)
+        refine_seconds = float("nan")
+        if config.refine.epochs > 0:
+            subset = ImageSet(name=f"{images.name}[{n}]", train_images=images.train_images[chosen])
+            with tempfile.TemporaryDirectory() as scratch:
+                started = time.perf_counter()
+                NeighbourRefiner(model, subset, config, clusters, Path(scratch), trained_epochs=0).fit(log=lambda _: None)
+                refine_seconds = time.perf_counter() - started
+        print(
+            f"| {n} | {seconds:.1f} | {seconds / n * 1000:.2f} | {refine_seconds:.1f} | {refine_seconds / n * 1000:.2f} |",
+            flush=True,
+        )
 
 
 def main() -> None:

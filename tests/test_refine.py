@@ -76,6 +76,18 @@ def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, 
     assert all(torch.equal(before[name], value) for name, value in trained.model.state_dict().items())
 
 
+def test_anchors_per_epoch_bound_the_work_of_an_epoch(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    refiner = _refiner(small_set, trained, tmp_path, epochs=1)
+    refiner.settings.anchors_per_epoch, refiner.settings.batch_size = 64, 32
+    steps = []
+    step = refiner.optimizer.step
+    refiner.optimizer.step = lambda *a, **kw: steps.append(1) or step(*a, **kw)
+    _, sizes = refiner.train_one_epoch()
+    assert len(steps) == 2 and sum(sizes) == 64  # 64 of the 240 images, in two batches
+
+
 def test_a_refinement_checkpoint_of_a_shorter_training_is_not_resumed(small_set, tmp_path):
     trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()

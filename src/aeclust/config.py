@@ -70,6 +70,9 @@ class RefineConfig:
     lr: float = 1e-4  # for a copy of the encoder
     head_lr: float = 1e-3  # for the k-way head that starts at the clustering stage's centroids
     batch_size: int = 256
+    # At most this many images serve as anchors per epoch (drawn afresh each epoch), so refinement costs the same
+    # for any N above it instead of growing with N; every image is still a possible neighbour and is predicted.
+    anchors_per_epoch: int = 10_000
 
 
 @dataclass

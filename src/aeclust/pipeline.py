@@ -76,10 +76,10 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
             f"{where}: k={config.cluster.k} must not exceed the number of val images ({len(images.val_images)})"
         )
     refine = config.refine
-    if refine.epochs < 0 or refine.neighbours < 1 or refine.batch_size < 1:
+    if refine.epochs < 0 or refine.neighbours < 1 or refine.batch_size < 1 or refine.anchors_per_epoch < 1:
         raise ConfigError(
-            f"refine epochs={refine.epochs}, neighbours={refine.neighbours}, batch size={refine.batch_size}: "
-            "expected epochs >= 0, neighbours >= 1 and batch size >= 1"
+            f"refine epochs={refine.epochs}, neighbours={refine.neighbours}, batch size={refine.batch_size}, "
+            f"anchors per epoch={refine.anchors_per_epoch}: expected epochs >= 0 and the others >= 1"
         )
     if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError(

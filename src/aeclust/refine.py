@@ -177,7 +177,7 @@ class NeighbourRefiner:
         self.model.train()
         batch_size, total, seen = self.settings.batch_size, 0.0, 0
         sizes = torch.zeros(self.head.out_features, dtype=torch.long)
-        order = torch.randperm(len(self.inputs), generator=self.generator)
+        order = torch.randperm(len(self.inputs), generator=self.generator)[: self.settings.anchors_per_epoch]
         for start in range(0, len(order), batch_size):
             anchors = order[start : start + batch_size]
             picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
