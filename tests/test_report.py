@@ -341,3 +341,14 @@ def test_montage_frames_each_image():
 )
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_the_table_shows_accuracy_before_refinement_when_a_run_refined(run_dirs):
+    from aeclust.report.table import table_rows
+
+    finished = load_run(run_dirs[0])
+    plain = table_rows([finished])[0]
+    assert "before refinement" not in " ".join(plain)
+    finished.metrics |= {"val_accuracy": 0.87, "val_accuracy_before_refine": 0.826, "train_accuracy_before_refine": 0.8}
+    refined = table_rows([finished])[0]
+    assert refined[2] == "0.8700 (0.8260 before refinement)" and refined[3].endswith("(0.8000 before refinement)")

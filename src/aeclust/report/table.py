@@ -30,6 +30,13 @@ def _number(metrics: dict, key: str, digits: int) -> str:
     return MISSING if value is None else f"{value:.{digits}f}"
 
 
+def _accuracy(metrics: dict, key: str) -> str:
+    """The accuracy, and what it was before refinement when the run refined its clusters."""
+    cell = _number(metrics, key, 4)
+    before = metrics.get(f"{key}_before_refine")
+    return cell if before is None or cell == MISSING else f"{cell} ({before:.4f} before refinement)"
+
+
 def table_rows(runs: Sequence[FinishedRun]) -> list[list[str]]:
     """Cells in the order of :data:`COLUMNS`; training time is the training steps alone, the whole run in brackets."""
     rows = []
@@ -43,8 +50,8 @@ def table_rows(runs: Sequence[FinishedRun]) -> list[list[str]]:
             [
                 run.label,
                 _number(run.metrics, "val_mse", 4),
-                _number(run.metrics, "val_accuracy", 4),
-                _number(run.metrics, "train_accuracy", 4),
+                _accuracy(run.metrics, "val_accuracy"),
+                _accuracy(run.metrics, "train_accuracy"),
                 training,
             ]
         )
