@@ -1,17 +1,18 @@
 """Experiment: does SCAN-style neighbour consistency lift a finished run's clusters above k-means on its latents?
 
-    python bench/refine.py RUN_DIR [RUN_DIR ...] [--epochs 3]
+    python bench/refine.py RUN_DIR [RUN_DIR ...] [--epochs 3] [--set self_label_epochs=2 confidence=0.95 ...]
 
 For each finished run (trained on a set with train labels), it prints side by side: k-means on the run's pooled,
 unit-length latents; how often an image's nearest neighbours in that space share its label; and, after each
-epoch of the refinement in ``aeclust.refine`` (with the run's own refinement settings), the train accuracy.
-Labels only score; they never steer the refinement.
+epoch of the refinement in ``aeclust.refine`` (neighbour consistency, then self-labelling), the train accuracy.
+The refinement uses the run's own settings; --epochs and --set override them. Labels only score; they never
+steer the refinement.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import dataclasses
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from aeclust.cluster import cluster
-from aeclust.config import RunConfig
+from aeclust.config import RefineConfig, RunConfig
 from aeclust.data import load_images
 from aeclust.embed import encode_images, latent_features
 from aeclust.metrics import accuracy_of
@@ -28,8 +29,11 @@ from aeclust.refine import NeighbourRefiner
 from aeclust.train import LAST_CHECKPOINT, load_model, set_threads
 
 
-def refine(run_dir: Path, epochs: int) -> dict:
+def refine(run_dir: Path, epochs: int, overrides: dict[str, str]) -> dict:
     config = RunConfig.load(run_dir / CONFIG_FILE)
+    config.refine.epochs = epochs
+    for key, value in overrides.items():
+        setattr(config.refine, key, type(getattr(config.refine, key))(value))
     images = load_images(config.data, image_size=config.image_size)
     if images.train_labels is None:
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
@@ -38,13 +42,11 @@ def refine(run_dir: Path, epochs: int) -> dict:
     latents, _ = encode_images(model, images.train_images)
     kmeans = cluster(latent_features(latents, "pool", "l2"), config.cluster.k, "kmeans", config.seed)
     per_epoch = []
-    with tempfile.TemporaryDirectory() as scratch:
-        refiner = NeighbourRefiner(model, images, config, kmeans, Path(scratch), trained_epochs=0)
-        labels = torch.from_numpy(images.train_labels)
-        agreement = float((labels[refiner.neighbours] == labels[:, None]).float().mean())
-        for epoch in range(1, epochs + 1):  # one epoch at a time, scoring the clusters after each
-            refiner.settings.epochs = epoch
-            per_epoch.append(accuracy_of(images.train_labels, refiner.fit(log=lambda _: None).train_clusters))
+    refiner = NeighbourRefiner(model, images, config, kmeans)
+    labels = torch.from_numpy(images.train_labels)
+    agreement = float((labels[refiner.neighbours] == labels[:, None]).float().mean())
+    for epoch in range(1, config.refine.total_epochs + 1):  # one epoch at a time, scoring the clusters after each
+        per_epoch.append(accuracy_of(images.train_labels, refiner.fit(log=print, until=epoch).train_clusters))
     return {
         "kmeans": accuracy_of(images.train_labels, kmeans),
         "agreement": agreement,
@@ -56,15 +58,24 @@ def refine(run_dir: Path, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of neighbour consistency")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="other refinement settings (see aeclust models)"
+    )
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     set_threads(args.threads)
+    known = {f.name for f in dataclasses.fields(RefineConfig)}
+    if malformed := [item for item in args.set if "=" not in item]:
+        parser.error(f"--set takes KEY=VALUE items, found {malformed}")
+    overrides = dict(item.split("=", 1) for item in args.set)
+    if unknown := set(overrides) - known:
+        parser.error(f"unknown refinement settings {sorted(unknown)}; known: {sorted(known)}")
     print("| run | k-means train acc | neighbour label agreement | refined, per epoch | seconds |")
     print("|---|---|---|---|---|")
     results = []
     for run_dir in args.run_dirs:
-        result = refine(run_dir, args.epochs)
+        result = refine(run_dir, args.epochs, overrides)
         results.append(result)
         epochs = " ".join(f"{a:.3f}" for a in result["refined"])
         print(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from aeclust.data.embedded import decode_archive, embedded_archive
 from aeclust.embed import encode_images
 from aeclust.pipeline import METRICS_FILE, run
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.refine import NeighbourRefiner
+from aeclust.refine import refine_clusters
 from aeclust.train import load_model
 
 
@@ -70,7 +69,7 @@ def growth(archive: Path, model_run: Path) -> None:
     cluster = config.cluster
     print(
         f"\nclustering stage of the default ({cluster.latent} latents, {cluster.reducer}, {cluster.embedder}, "
-        f"{cluster.clusterer}), then its refinement ({config.refine.epochs} epochs)"
+        f"{cluster.clusterer}), then its refinement ({config.refine.total_epochs} epochs)"
     )
     images = load_images(archive)
     latents, _ = encode_images(model, images.train_images)
@@ -81,12 +80,11 @@ def growth(archive: Path, model_run: Path) -> None:
         clusters = cluster_latents(latents[chosen], cluster, seed=0).clusters
         seconds = time.perf_counter() - started
         refine_seconds = float("nan")
-        if config.refine.epochs > 0:
+        if config.refine.total_epochs > 0:
             subset = ImageSet(name=f"{images.name}[{n}]", train_images=images.train_images[chosen])
-            with tempfile.TemporaryDirectory() as scratch:
-                started = time.perf_counter()
-                NeighbourRefiner(model, subset, config, clusters, Path(scratch), trained_epochs=0).fit(log=lambda _: None)
-                refine_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            refine_clusters(model, subset, config, clusters, log=lambda _: None)
+            refine_seconds = time.perf_counter() - started
         print(
             f"| {n} | {seconds:.1f} | {seconds / n * 1000:.2f} | {refine_seconds:.1f} | {refine_seconds / n * 1000:.2f} |",
             flush=True,

@@ -10,7 +10,8 @@ from conftest import tiny_config
 
 import aeclust.refine
 from aeclust.pipeline import run
-from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, scan_loss
+from aeclust.errors import CheckpointError
+from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, refine_clusters, scan_loss
 from aeclust.train import Trainer
 
 
@@ -55,9 +56,10 @@ def test_scan_loss_by_hand():
     )
 
 
-def _refiner(small_set, trained, tmp_path, epochs):
+def _refiner(small_set, trained, tmp_path, epochs, self_label_epochs=0, confidence=0.99):
     config = tiny_config()
     config.refine.epochs, config.refine.neighbours, config.refine.batch_size = epochs, 5, 64
+    config.refine.self_label_epochs, config.refine.confidence = self_label_epochs, confidence
     clusters = np.arange(len(small_set.train_images)) % 2
     return NeighbourRefiner(trained.model, small_set, config, clusters, tmp_path, trained.epoch)
 
@@ -74,6 +76,38 @@ def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, 
     assert np.array_equal(again.train_clusters, straight.train_clusters)
     np.testing.assert_array_equal(again.val_features, straight.val_features)
     assert all(torch.equal(before[name], value) for name, value in trained.model.state_dict().items())
+
+
+def test_self_labelling_follows_and_resumes_exactly_across_the_switch(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    log = []
+    straight = _refiner(small_set, trained, tmp_path / "a", 1, self_label_epochs=2, confidence=0.6).fit(log.append)
+    assert [line.split()[1] for line in log] == ["neighbour", "self-labelling", "self-labelling"]
+    _refiner(small_set, trained, tmp_path / "b", 1, self_label_epochs=2, confidence=0.6).fit(lambda _: None, until=1)
+    resumed = _refiner(small_set, trained, tmp_path / "b", 1, self_label_epochs=2, confidence=0.6)
+    assert resumed.resume() and resumed.epoch == 1
+    again = resumed.fit(log=lambda _: None)
+    assert np.array_equal(again.train_clusters, straight.train_clusters)
+    np.testing.assert_array_equal(again.train_features, straight.train_features)
+
+
+def test_self_labelling_trains_only_on_confident_images(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    refiner = _refiner(small_set, trained, tmp_path, 0, self_label_epochs=1, confidence=0.6)
+    chosen, targets = refiner.confident_assignments()
+    with torch.no_grad():
+        probabilities = refiner.head(aeclust.refine.encode_pooled(refiner.model, refiner.inputs)).softmax(1)
+    assert torch.equal(chosen, (probabilities.max(1).values >= 0.6).nonzero().squeeze(1))
+    assert torch.equal(targets, probabilities.argmax(1)[chosen])
+    # Nobody is that sure: the epoch leaves the encoder and head as they were.
+    refiner.settings.confidence = 1 - 1e-12
+    before = [p.clone() for p in [*refiner.model.parameters(), *refiner.head.parameters()]]
+    loss, sizes = refiner.self_label_one_epoch()
+    assert np.isnan(loss) and sizes == [0, 0]
+    after = [*refiner.model.parameters(), *refiner.head.parameters()]
+    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
 
 
 def test_anchors_per_epoch_bound_the_work_of_an_epoch(small_set, tmp_path):
@@ -94,6 +128,32 @@ def test_a_refinement_checkpoint_of_a_shorter_training_is_not_resumed(small_set,
     _refiner(small_set, trained, tmp_path, epochs=1).fit(log=lambda _: None)
     trained.epoch = 2  # as if the run had since been trained one epoch further
     assert not _refiner(small_set, trained, tmp_path, epochs=1).resume()
+
+
+def test_refine_clusters_works_outside_a_run_and_writes_nothing(small_set, tmp_path, monkeypatch):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    in_a_run = _refiner(small_set, trained, tmp_path / "run", epochs=1).fit(log=lambda _: None)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = tiny_config()
+    config.refine.epochs, config.refine.neighbours, config.refine.batch_size = 1, 5, 64
+    alone = refine_clusters(
+        trained.model, small_set, config, np.arange(len(small_set.train_images)) % 2, log=lambda _: None
+    )
+    assert np.array_equal(alone.train_clusters, in_a_run.train_clusters)  # the same answer, with or without a run
+    assert list(elsewhere.iterdir()) == []
+    with pytest.raises(ValueError, match="3 initial cluster labels for 240 train images"):
+        refine_clusters(trained.model, small_set, config, np.zeros(3, dtype=int))
+
+
+def test_a_foreign_file_is_refused_as_a_refinement_checkpoint(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    torch.save({"kind": "something-else"}, tmp_path / "refine.pt")
+    with pytest.raises(CheckpointError, match="refine.pt: expected an aeclust refinement checkpoint, found another"):
+        _refiner(small_set, trained, tmp_path, epochs=1).resume()
 
 
 def test_a_run_with_refinement_reports_both_and_is_deterministic(small_set, tmp_path):

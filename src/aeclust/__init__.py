@@ -24,6 +24,7 @@ _EXPORTS = {
     "RunResult": "aeclust.pipeline",
     "run": "aeclust.pipeline",
     "MODELS": "aeclust.presets",
+    "refine_clusters": "aeclust.refine",
     "preset": "aeclust.presets",
 }
 

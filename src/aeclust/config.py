@@ -73,6 +73,14 @@ class RefineConfig:
     # At most this many images serve as anchors per epoch (drawn afresh each epoch), so refinement costs the same
     # for any N above it instead of growing with N; every image is still a possible neighbour and is predicted.
     anchors_per_epoch: int = 10_000
+    # Then self-labelling (SCAN's last step): images the head assigns with at least ``confidence`` become
+    # targets for a cross-entropy on strongly augmented views of themselves.
+    self_label_epochs: int = 0
+    confidence: float = 0.99
+
+    @property
+    def total_epochs(self) -> int:
+        return self.epochs + self.self_label_epochs
 
 
 @dataclass

@@ -81,6 +81,11 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
             f"refine epochs={refine.epochs}, neighbours={refine.neighbours}, batch size={refine.batch_size}, "
             f"anchors per epoch={refine.anchors_per_epoch}: expected epochs >= 0 and the others >= 1"
         )
+    if refine.self_label_epochs < 0 or not 0 < refine.confidence < 1:
+        raise ConfigError(
+            f"refine self-label epochs={refine.self_label_epochs}, confidence={refine.confidence}: "
+            "expected self-label epochs >= 0 and 0 < confidence < 1"
+        )
     if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError(
             f"epochs={config.train.epochs}, batch size={config.train.batch_size}, lr={config.train.lr}: "
@@ -179,12 +184,15 @@ def run(
     timings["cluster_train_seconds"] = time.perf_counter() - mark
     timings |= {f"train_{stage}_step_seconds": seconds for stage, seconds in train_clustering.seconds.items()}
     val_clustering = evaluation.val_clustering
-    if config.refine.epochs > 0:
+    if config.refine.total_epochs > 0:
         if images.train_labels is not None:
             metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
         if val_clustering is not None:
             metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, val_clustering.clusters)
-        log(f"refining the {config.cluster.k} clusters by neighbour consistency, {config.refine.epochs} epochs")
+        log(
+            f"refining the {config.cluster.k} clusters: {config.refine.epochs} epochs of neighbour consistency, "
+            f"{config.refine.self_label_epochs} of self-labelling"
+        )
         mark = time.perf_counter()
         refiner = NeighbourRefiner(
             trainer.model, images, config, train_clustering.clusters, run_dir / "checkpoints", trainer.epoch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,7 @@ from aeclust.augment import contrastive_view
 from aeclust.config import FORMAT_VERSION, RunConfig
 from aeclust.data import ImageSet
 from aeclust.embed import INFERENCE_BATCH, to_model_input
-from aeclust.errors import CheckpointError
-from aeclust.io import torch_save_atomic
+from aeclust.io import load_checked, torch_save_atomic
 
 REFINE_CHECKPOINT = "refine.pt"
 REFINE_KIND = "aeclust-refine-checkpoint"
@@ -100,7 +100,11 @@ class Refinement:
 
 
 class NeighbourRefiner:
-    """Fine-tunes a copy of ``model``'s encoder and a k-way head on ``images.train_images``; one checkpoint per epoch."""
+    """Fine-tunes a copy of ``model``'s encoder and a k-way head on ``images.train_images``.
+
+    With a ``checkpoint_dir``, one checkpoint per epoch is written there and :meth:`resume` can continue from it;
+    ``trained_epochs`` (how long the autoencoder had trained) tells a stale checkpoint from a current one.
+    """
 
     def __init__(
         self,
@@ -108,11 +112,11 @@ class NeighbourRefiner:
         images: ImageSet,
         config: RunConfig,
         initial_clusters: np.ndarray,
-        checkpoint_dir: Path,
-        trained_epochs: int,
+        checkpoint_dir: Path | None = None,
+        trained_epochs: int = 0,
     ) -> None:
         self.settings, self.images, self.trained_epochs = config.refine, images, trained_epochs
-        self.checkpoint_path = Path(checkpoint_dir) / REFINE_CHECKPOINT
+        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / REFINE_CHECKPOINT
         torch.manual_seed(config.seed)
         self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.inputs = to_model_input(images.train_images)
@@ -146,23 +150,9 @@ class NeighbourRefiner:
 
         A checkpoint written after fewer training epochs (the run was since trained further) is started afresh.
         """
-        if not self.checkpoint_path.exists():
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return False
-        try:
-            state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
-        except Exception as error:  # torch raises several kinds for a damaged file
-            raise CheckpointError(
-                f"{self.checkpoint_path}: could not read the refinement checkpoint ({error})"
-            ) from None
-        if not isinstance(state, dict) or state.get("kind") != REFINE_KIND:
-            raise CheckpointError(
-                f"{self.checkpoint_path}: expected an aeclust refinement checkpoint, found another file"
-            )
-        if state["format_version"] != FORMAT_VERSION:
-            raise CheckpointError(
-                f"{self.checkpoint_path}: checkpoint format version {state['format_version']}; "
-                f"this aeclust reads version {FORMAT_VERSION}"
-            )
+        state = load_checked(self.checkpoint_path, REFINE_KIND, "an aeclust refinement checkpoint")
         if state.get("trained_epochs") != self.trained_epochs:
             return False
         self.model.load_state_dict(state["model"])
@@ -198,16 +188,59 @@ class NeighbourRefiner:
             sizes += torch.bincount(logits[: len(anchors)].argmax(1), minlength=len(sizes))
         return total / seen, sizes.tolist()
 
-    def fit(self, log=print) -> Refinement:
-        while self.epoch < self.settings.epochs:
+    @torch.no_grad()  # not inference_mode: the targets it returns take part in a loss that is backpropagated
+    def confident_assignments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of the train images the head assigns with at least ``confidence``, and their clusters."""
+        probabilities = self.head(encode_pooled(self.model, self.inputs)).softmax(1)
+        confidence, clusters = probabilities.max(1)
+        chosen = (confidence >= self.settings.confidence).nonzero().squeeze(1)
+        return chosen, clusters[chosen]
+
+    def self_label_one_epoch(self) -> tuple[float, list[int]]:
+        """Cross-entropy towards the confidently assigned clusters, on strongly augmented views; the mean loss and
+        how many confident images each cluster has.
+
+        Each cluster's term is weighted by the inverse of its share of the confident images, so that a cluster
+        that is confidently held by more images does not swallow the rest (as in SCAN).
+        """
+        chosen, targets = self.confident_assignments()
+        sizes = torch.bincount(targets, minlength=self.head.out_features)
+        if len(chosen) == 0:
+            return float("nan"), sizes.tolist()
+        weights = torch.where(sizes > 0, len(targets) / (len(sizes) * sizes.clamp_min(1)), 0.0).float()
+        self.model.train()
+        batch_size, total = self.settings.batch_size, 0.0
+        order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
+        for start in range(0, len(order), batch_size):
+            picked = order[start : start + batch_size]
+            views = contrastive_view(self.inputs[chosen[picked]], self.generator)
+            logits = self.head(pooled_unit_latents(self.model, views))
+            loss = F.cross_entropy(logits, targets[picked], weight=weights)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item() * len(picked)
+        return total / len(order), sizes.tolist()
+
+    def fit(self, log: Callable[[str], None] = print, until: int | None = None) -> Refinement:
+        """Train to the configured number of epochs (or to epoch ``until``), then predict every image."""
+        scan_epochs, total_epochs = self.settings.epochs, self.settings.total_epochs
+        until = total_epochs if until is None else min(until, total_epochs)
+        while self.epoch < until:
             started = time.perf_counter()
-            loss, sizes = self.train_one_epoch()
+            if self.epoch < scan_epochs:
+                loss, sizes = self.train_one_epoch()
+                what = f"neighbour consistency {self.epoch + 1}/{scan_epochs}  loss {loss:.4f}  cluster sizes {sizes}"
+            else:
+                loss, sizes = self.self_label_one_epoch()
+                what = (
+                    f"self-labelling {self.epoch + 1 - scan_epochs}/{total_epochs - scan_epochs}  loss {loss:.4f}  "
+                    f"confident per cluster {sizes} of {len(self.inputs)}"
+                )
             self.epoch += 1
-            torch_save_atomic(self.checkpoint_path, self.state())
-            log(
-                f"refine {self.epoch}/{self.settings.epochs}  loss {loss:.4f}  cluster sizes {sizes}  "
-                f"({time.perf_counter() - started:.0f}s)"
-            )
+            if self.checkpoint_path is not None:
+                torch_save_atomic(self.checkpoint_path, self.state())
+            log(f"refine {what}  ({time.perf_counter() - started:.0f}s)")
         return self.result()
 
     @torch.inference_mode()
@@ -219,3 +252,24 @@ class NeighbourRefiner:
             refinement.val_clusters = self.head(val_features).argmax(1).numpy()
             refinement.val_features = val_features.numpy()
         return refinement
+
+
+def refine_clusters(
+    model: nn.Module,
+    images: ImageSet,
+    config: RunConfig,
+    initial_clusters: np.ndarray,
+    log: Callable[[str], None] = print,
+) -> Refinement:
+    """Refine a clustering of ``images.train_images`` as ``config.refine`` says, outside any run directory.
+
+    The notebook entry point: ``model`` is a trained autoencoder (for example from ``aeclust.train.load_model``),
+    ``initial_clusters`` the clustering stage's answer for the train images. Nothing is written to disk; ``model``
+    itself is left unchanged.
+    """
+    if len(initial_clusters) != len(images.train_images):
+        raise ValueError(
+            f"{len(initial_clusters)} initial cluster labels for {len(images.train_images)} train images; "
+            "expected one label per train image"
+        )
+    return NeighbourRefiner(model, images, config, initial_clusters).fit(log)

@@ -27,7 +27,7 @@ from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
 from aeclust.embed import encode_images, to_model_input
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
-from aeclust.io import remove_stale_temporaries, torch_save_atomic, write_text_atomic
+from aeclust.io import load_checked, remove_stale_temporaries, torch_save_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of
 from aeclust.losses import nt_xent_loss
 from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch
@@ -297,16 +297,7 @@ def read_history(path: Path) -> list[EpochRecord]:
 
 def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:
     """Load a checkpoint, refusing one from another format version or (given ``expect``) another model."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: expected an aeclust checkpoint, could not read it ({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
-        raise CheckpointError(f"{path}: expected an aeclust checkpoint, found another kind of file")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {state.get('format_version')}; this aeclust reads version {FORMAT_VERSION}"
-        )
+    state = load_checked(path, CHECKPOINT_KIND, "an aeclust checkpoint")
     if expect is not None and state["model_config"] != asdict(expect):
         raise CheckpointError(
             f"{path}: checkpoint is of model {state['model_config']['arch']} with other settings; "
