@@ -66,8 +66,8 @@ def test_k_larger_than_the_data_is_refused(small_set, tmp_path):
 
 def test_impossible_refinement_settings_are_refused_before_training(small_set, tmp_path):
     config = tiny_config(epochs=1)
-    config.refine.self_label_epochs, config.refine.confidence = 1, 1.5
-    with pytest.raises(ConfigError, match="confidence=1.5: expected self-label epochs >= 0 and 0 < confidence < 1"):
+    config.refine.self_label_epochs, config.refine.confident_share = 1, 1.5
+    with pytest.raises(ConfigError, match="confident share=1.5: expected self-label epochs >= 0 and 0 < confident"):
         run(config, tmp_path / "run", images=small_set)
     assert not (tmp_path / "run" / "checkpoints").exists()
 

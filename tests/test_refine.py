@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from conftest import tiny_config
 
 import aeclust.refine
-from aeclust.pipeline import run
 from aeclust.errors import CheckpointError
+from aeclust.pipeline import run
 from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, refine_clusters, scan_loss
 from aeclust.train import Trainer
 
@@ -56,10 +56,10 @@ def test_scan_loss_by_hand():
     )
 
 
-def _refiner(small_set, trained, tmp_path, epochs, self_label_epochs=0, confidence=0.99):
+def _refiner(small_set, trained, tmp_path, epochs, self_label_epochs=0, confident_share=0.5):
     config = tiny_config()
     config.refine.epochs, config.refine.neighbours, config.refine.batch_size = epochs, 5, 64
-    config.refine.self_label_epochs, config.refine.confidence = self_label_epochs, confidence
+    config.refine.self_label_epochs, config.refine.confident_share = self_label_epochs, confident_share
     clusters = np.arange(len(small_set.train_images)) % 2
     return NeighbourRefiner(trained.model, small_set, config, clusters, tmp_path, trained.epoch)
 
@@ -82,32 +82,38 @@ def test_self_labelling_follows_and_resumes_exactly_across_the_switch(small_set,
     trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     log = []
-    straight = _refiner(small_set, trained, tmp_path / "a", 1, self_label_epochs=2, confidence=0.6).fit(log.append)
+    straight = _refiner(small_set, trained, tmp_path / "a", 1, self_label_epochs=2).fit(log.append)
     assert [line.split()[1] for line in log] == ["neighbour", "self-labelling", "self-labelling"]
-    _refiner(small_set, trained, tmp_path / "b", 1, self_label_epochs=2, confidence=0.6).fit(lambda _: None, until=1)
-    resumed = _refiner(small_set, trained, tmp_path / "b", 1, self_label_epochs=2, confidence=0.6)
+    _refiner(small_set, trained, tmp_path / "b", 1, self_label_epochs=2).fit(lambda _: None, until=1)
+    resumed = _refiner(small_set, trained, tmp_path / "b", 1, self_label_epochs=2)
     assert resumed.resume() and resumed.epoch == 1
     again = resumed.fit(log=lambda _: None)
     assert np.array_equal(again.train_clusters, straight.train_clusters)
     np.testing.assert_array_equal(again.train_features, straight.train_features)
 
 
-def test_self_labelling_trains_only_on_confident_images(small_set, tmp_path):
+def test_self_labelling_takes_each_clusters_most_confident_share(small_set, tmp_path):
     trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
-    refiner = _refiner(small_set, trained, tmp_path, 0, self_label_epochs=1, confidence=0.6)
+    refiner = _refiner(small_set, trained, tmp_path, 0, self_label_epochs=1, confident_share=0.25)
     chosen, targets = refiner.confident_assignments()
     with torch.no_grad():
         probabilities = refiner.head(aeclust.refine.encode_pooled(refiner.model, refiner.inputs)).softmax(1)
-    assert torch.equal(chosen, (probabilities.max(1).values >= 0.6).nonzero().squeeze(1))
-    assert torch.equal(targets, probabilities.argmax(1)[chosen])
-    # Nobody is that sure: the epoch leaves the encoder and head as they were.
-    refiner.settings.confidence = 1 - 1e-12
+    confidence, clusters = probabilities.max(1)
+    assert torch.equal(targets, clusters[chosen])
+    for cluster in (0, 1):
+        members = clusters == cluster
+        held = chosen[targets == cluster]
+        assert len(held) == -(-int(members.sum()) // 4)  # a quarter, rounded up
+        others = members.clone()
+        others[held] = False
+        assert confidence[held].min() >= confidence[others].max()  # nobody left out is surer than one taken
+    # Training on them moves the encoder and the head.
     before = [p.clone() for p in [*refiner.model.parameters(), *refiner.head.parameters()]]
     loss, sizes = refiner.self_label_one_epoch()
-    assert np.isnan(loss) and sizes == [0, 0]
+    assert loss > 0 and sizes == [int((targets == c).sum()) for c in (0, 1)]
     after = [*refiner.model.parameters(), *refiner.head.parameters()]
-    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
+    assert not all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
 
 
 def test_anchors_per_epoch_bound_the_work_of_an_epoch(small_set, tmp_path):

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+import aeclust.train
 from aeclust.errors import CheckpointError, ConfigError
-from aeclust.train import Trainer, load_checkpoint, load_model, read_history
+from aeclust.train import Trainer, load_checkpoint, load_model, read_history, set_threads
 
 from conftest import tiny_config
 
@@ -90,3 +91,15 @@ def test_weights_that_do_not_fit_the_layout_are_refused(small_set, tmp_path):
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="other.pt: its resnet weights do not fit this aeclust's resnet layout"):
         load_model(tmp_path / "other.pt")
+
+
+def test_default_threads_follow_the_cores_this_process_may_use(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(aeclust.train.os, "sched_getaffinity", lambda _: {1}, raising=False)
+        set_threads(0)
+        assert torch.get_num_threads() == 1  # pinned to one core: one thread, whatever cpu_count() says
+        set_threads(3)
+        assert torch.get_num_threads() == 3  # an explicit count wins
+    finally:
+        torch.set_num_threads(before)

@@ -73,10 +73,11 @@ class RefineConfig:
     # At most this many images serve as anchors per epoch (drawn afresh each epoch), so refinement costs the same
     # for any N above it instead of growing with N; every image is still a possible neighbour and is predicted.
     anchors_per_epoch: int = 10_000
-    # Then self-labelling (SCAN's last step): images the head assigns with at least ``confidence`` become
-    # targets for a cross-entropy on strongly augmented views of themselves.
+    # Then self-labelling (SCAN's last step): the images a cluster holds most confidently become targets for a
+    # cross-entropy on strongly augmented views of themselves. A share per cluster, not SCAN's fixed probability
+    # threshold (0.99): a head on unit latents seldom gets that sure, and a share keeps every cluster represented.
     self_label_epochs: int = 0
-    confidence: float = 0.99
+    confident_share: float = 0.5
 
     @property
     def total_epochs(self) -> int:

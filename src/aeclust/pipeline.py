@@ -81,10 +81,10 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
             f"refine epochs={refine.epochs}, neighbours={refine.neighbours}, batch size={refine.batch_size}, "
             f"anchors per epoch={refine.anchors_per_epoch}: expected epochs >= 0 and the others >= 1"
         )
-    if refine.self_label_epochs < 0 or not 0 < refine.confidence < 1:
+    if refine.self_label_epochs < 0 or not 0 < refine.confident_share <= 1:
         raise ConfigError(
-            f"refine self-label epochs={refine.self_label_epochs}, confidence={refine.confidence}: "
-            "expected self-label epochs >= 0 and 0 < confidence < 1"
+            f"refine self-label epochs={refine.self_label_epochs}, confident share={refine.confident_share}: "
+            "expected self-label epochs >= 0 and 0 < confident share <= 1"
         )
     if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError(

@@ -11,6 +11,7 @@ the autoencoder's. No maintained library does this for a torch model on a CPU, h
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,23 +191,27 @@ class NeighbourRefiner:
 
     @torch.no_grad()  # not inference_mode: the targets it returns take part in a loss that is backpropagated
     def confident_assignments(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices of the train images the head assigns with at least ``confidence``, and their clusters."""
+        """Indices of the train images each cluster holds most confidently (its ``confident_share`` of them, by the
+        head's probability), and their clusters, in index order."""
         probabilities = self.head(encode_pooled(self.model, self.inputs)).softmax(1)
         confidence, clusters = probabilities.max(1)
-        chosen = (confidence >= self.settings.confidence).nonzero().squeeze(1)
+        chosen = []
+        for cluster in range(probabilities.shape[1]):
+            members = (clusters == cluster).nonzero().squeeze(1)
+            keep = math.ceil(len(members) * self.settings.confident_share)
+            chosen.append(members[confidence[members].argsort(descending=True, stable=True)[:keep]])
+        chosen = torch.cat(chosen).sort().values
         return chosen, clusters[chosen]
 
     def self_label_one_epoch(self) -> tuple[float, list[int]]:
-        """Cross-entropy towards the confidently assigned clusters, on strongly augmented views; the mean loss and
-        how many confident images each cluster has.
+        """Cross-entropy towards the confidently held clusters, on strongly augmented views; the mean loss and how
+        many confident images each cluster has.
 
-        Each cluster's term is weighted by the inverse of its share of the confident images, so that a cluster
-        that is confidently held by more images does not swallow the rest (as in SCAN).
+        Each cluster's term is weighted by the inverse of its share of the confident images, so that a bigger
+        cluster does not swallow the rest (as in SCAN).
         """
         chosen, targets = self.confident_assignments()
         sizes = torch.bincount(targets, minlength=self.head.out_features)
-        if len(chosen) == 0:
-            return float("nan"), sizes.tolist()
         weights = torch.where(sizes > 0, len(targets) / (len(sizes) * sizes.clamp_min(1)), 0.0).float()
         self.model.train()
         batch_size, total = self.settings.batch_size, 0.0

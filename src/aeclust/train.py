@@ -61,8 +61,16 @@ class Evaluation:
     val_clustering: Clustering | None = None
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on: fewer than the machine has under taskset or a container's CPU set."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def set_threads(threads: int) -> None:
-    torch.set_num_threads(threads if threads > 0 else max(1, os.cpu_count() or 1))
+    """Use ``threads`` torch threads, or (0) one per usable core: more threads than cores make each epoch slower."""
+    torch.set_num_threads(threads if threads > 0 else usable_cores())
 
 
 def log(message: str) -> None:
