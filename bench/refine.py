@@ -1,6 +1,6 @@
 """Experiment: does SCAN-style neighbour consistency lift a finished run's clusters above k-means on its latents?
 
-    python bench/refine.py RUN_DIR [RUN_DIR ...] [--epochs 3] [--set self_label_epochs=2 confidence=0.95 ...]
+    python bench/refine.py RUN_DIR [RUN_DIR ...] [--epochs 3] [--set self_label_epochs=2 confident_share=0.5 ...]
 
 For each finished run (trained on a set with train labels), it prints side by side: k-means on the run's pooled,
 unit-length latents; how often an image's nearest neighbours in that space share its label; and, after each
