@@ -12,7 +12,6 @@ steer the refinement.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -20,20 +19,20 @@ import numpy as np
 import torch
 
 from aeclust.cluster import cluster
-from aeclust.config import RefineConfig, RunConfig
+from aeclust.config import RunConfig, with_settings
 from aeclust.data import load_images
 from aeclust.embed import encode_images, latent_features
+from aeclust.errors import ConfigError
 from aeclust.metrics import accuracy_of
 from aeclust.pipeline import CONFIG_FILE
 from aeclust.refine import NeighbourRefiner
 from aeclust.train import LAST_CHECKPOINT, load_model, set_threads
 
 
-def refine(run_dir: Path, epochs: int, overrides: dict[str, str]) -> dict:
+def refine(run_dir: Path, epochs: int, overrides: list[str]) -> dict:
     config = RunConfig.load(run_dir / CONFIG_FILE)
     config.refine.epochs = epochs
-    for key, value in overrides.items():
-        setattr(config.refine, key, type(getattr(config.refine, key))(value))
+    config = with_settings(config, [f"refine.{item}" for item in overrides])
     images = load_images(config.data, image_size=config.image_size)
     if images.train_labels is None:
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
@@ -65,12 +64,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     set_threads(args.threads)
-    known = {f.name for f in dataclasses.fields(RefineConfig)}
-    if malformed := [item for item in args.set if "=" not in item]:
-        parser.error(f"--set takes KEY=VALUE items, found {malformed}")
-    overrides = dict(item.split("=", 1) for item in args.set)
-    if unknown := set(overrides) - known:
-        parser.error(f"unknown refinement settings {sorted(unknown)}; known: {sorted(known)}")
+    overrides = args.set
+    try:
+        with_settings(RunConfig(), [f"refine.{item}" for item in overrides])  # refuse a typo before any work
+    except ConfigError as error:
+        parser.error(str(error))
     print("| run | k-means train acc | neighbour label agreement | refined, per epoch | seconds |")
     print("|---|---|---|---|---|")
     results = []

@@ -1,6 +1,7 @@
 """bench/accuracy.py reuses finished runs, resumes stopped ones, and never mixes runs of other settings."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,16 @@ def test_a_run_of_other_settings_is_never_read_as_this_one(accuracy, small_set, 
         accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
     accuracy.run_or_read("tiny", None, 0, 2, tmp_path, small_set)  # overridden epochs live apart
     assert (tmp_path / "tiny-2ep" / "seed0" / "metrics.json").is_file()
+
+
+def test_runs_with_changed_settings_live_apart_and_carry_the_change(accuracy, small_set, tmp_path):
+    accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set, ["train.lr=0.01"])
+    changed = tmp_path / "tiny+train.lr=0.01" / "seed0"
+    assert accuracy.RunConfig.load(changed / "config.json").train.lr == 0.01
+    assert not (tmp_path / "tiny").exists()
+    # the variant is read back as itself, and never stands in for the model's own settings
+    assert accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set, ["train.lr=0.01"]) == json.loads(
+        (changed / "metrics.json").read_text()
+    )
+    accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
+    assert accuracy.RunConfig.load(tmp_path / "tiny" / "seed0" / "config.json").train.lr != 0.01

@@ -101,7 +101,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         values = dict(values)
         version = values.get("format_version")
         if version != FORMAT_VERSION:
@@ -119,7 +119,7 @@ class RunConfig:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> "RunConfig":
+    def load(cls, path: Path) -> RunConfig:
         try:
             values = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
@@ -148,3 +148,46 @@ def _build(cls: type, values: dict[str, Any], section: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown setting(s) in [{section}]: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return cls(**values)
+
+
+def with_settings(config: RunConfig, settings: list[str]) -> RunConfig:
+    """A copy of ``config`` with ``section.key=value`` items applied, e.g. ``["model.temperature=0.2"]``.
+
+    Each value is read as the type the setting has now (a bool from true/false, a tuple from comma-separated
+    items, ``none`` for an unset optional number), so a typo fails here with the setting's name, not deep in a run.
+    """
+    changed = RunConfig.from_dict(config.to_dict())
+    for item in settings:
+        path, separator, text = item.partition("=")
+        section_name, dot, key = path.partition(".")
+        if not separator or not dot:
+            raise ConfigError(f"expected a setting as section.key=value (e.g. model.temperature=0.2), found {item!r}")
+        section = getattr(changed, section_name, None)
+        if not dataclasses.is_dataclass(section):
+            known = [
+                f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(getattr(changed, f.name))
+            ]
+            raise ConfigError(f"unknown section {section_name!r} in {item!r}; expected one of: {', '.join(known)}")
+        fields = {f.name: f for f in dataclasses.fields(section)}
+        if key not in fields:
+            raise ConfigError(f"unknown setting {path!r}; [{section_name}] has: {', '.join(sorted(fields))}")
+        optional = "None" in str(fields[key].type)  # annotations are strings here (postponed evaluation)
+        value = None if optional and text.lower() == "none" else _parse_setting(path, text, getattr(section, key))
+        setattr(section, key, value)
+    return changed
+
+
+def _parse_setting(path: str, text: str, current: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(current, tuple):
+            return tuple(type(current[0])(part) for part in text.split(","))
+        if current is None:  # an optional number left unset
+            return float(text)
+        return type(current)(text)
+    except (ValueError, IndexError):
+        expected = "true or false" if isinstance(current, bool) else f"a value like {current!r}"
+        raise ConfigError(f"setting {path}: expected {expected}, found {text!r}") from None
