@@ -2,13 +2,12 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_config
 
-from aeclust.augment import color_distort, contrastive_view, random_flip, random_resized_crop
+from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
 from aeclust.losses import nt_xent_loss
 from aeclust.presets import preset
 from aeclust.train import Trainer
-
-from conftest import tiny_config
 
 
 def _images(n=6):
@@ -45,6 +44,28 @@ def test_color_distort_with_no_strength_and_no_gray_changes_nothing():
     images = _images()
     out = color_distort(images, torch.Generator().manual_seed(0), strength=0.0, p_gray=0.0)
     torch.testing.assert_close(out, images.clamp(-1, 1), atol=1e-5, rtol=0)
+
+
+def test_hue_rotation_turns_colours_but_keeps_grey_and_luma():
+    rgb = torch.rand(6, 3, 5, 5)
+    rgb[0] = 0.4  # a grey image
+    angles = torch.tensor([1.0, 0.0, 2 * math.pi, 2.0, math.pi, -1.0])
+    turned = rotate_hue(rgb, angles)
+    luma = lambda x: sum(w * x[:, i] for i, w in enumerate(LUMA))
+    torch.testing.assert_close(luma(turned), luma(rgb), atol=1e-4, rtol=0)
+    torch.testing.assert_close(turned[0], rgb[0], atol=1e-4, rtol=0)  # grey has no hue to turn
+    torch.testing.assert_close(turned[1:3], rgb[1:3], atol=1e-4, rtol=0)  # no turn, a full turn
+    assert (turned[3:] - rgb[3:]).abs().amax() > 0.05
+    # turning back undoes it
+    torch.testing.assert_close(rotate_hue(turned, -angles), rgb, atol=1e-4, rtol=0)
+
+
+def test_hue_jitter_changes_colours_only_when_asked_for():
+    images = _images(64)
+    plain = color_distort(images, torch.Generator().manual_seed(3), strength=0.0, p_gray=0.0)
+    hued = color_distort(images, torch.Generator().manual_seed(3), strength=0.0, p_gray=0.0, hue=0.25)
+    changed = (hued - plain).flatten(1).abs().amax(1) > 0.01
+    assert 0 < changed.sum() < len(images)  # most, but with p_jitter = 0.8 not all
 
 
 def test_nt_xent_by_hand():

@@ -46,14 +46,25 @@ def random_resized_crop(
 
 
 def color_distort(
-    images: torch.Tensor, generator: torch.Generator, strength: float = 0.4, p_jitter: float = 0.8, p_gray: float = 0.2
+    images: torch.Tensor,
+    generator: torch.Generator,
+    strength: float = 0.4,
+    p_jitter: float = 0.8,
+    p_gray: float = 0.2,
+    hue: float = 0.0,
 ) -> torch.Tensor:
-    """Random brightness, contrast and saturation (with probability p_jitter), then grayscale (p_gray)."""
+    """Random brightness, contrast, saturation and hue (with probability p_jitter), then grayscale (p_gray).
+
+    ``hue`` is the largest hue shift, as a share of a full turn of the colour wheel (SimCLR uses 0.1 for CIFAR).
+    """
     n = len(images)
     x = (images + 1) / 2
 
+    def jittered() -> torch.Tensor:
+        return (torch.rand(n, generator=generator) < p_jitter).float()
+
     def factor() -> torch.Tensor:
-        jitter = (torch.rand(n, generator=generator) < p_jitter).float()
+        jitter = jittered()
         return (1 + _uniform(n, -strength, strength, generator) * jitter).view(n, 1, 1, 1)
 
     brightness, contrast, saturation = factor(), factor(), factor()
@@ -62,11 +73,37 @@ def color_distort(
     x = (x - mean) * contrast + mean
     luma = sum(w * x[:, i : i + 1] for i, w in enumerate(LUMA))
     x = luma + (x - luma) * saturation
+    if hue > 0:  # drawn only when asked for, so the random stream (and every result) without hue stays as it was
+        x = rotate_hue(x, _uniform(n, -hue, hue, generator) * jittered() * 2 * math.pi)
     gray = (torch.rand(n, generator=generator) < p_gray).float().view(n, 1, 1, 1)
     x = x * (1 - gray) + luma * gray
     return x.clamp(0, 1) * 2 - 1
 
 
-def contrastive_view(images: torch.Tensor, generator: torch.Generator, min_area: float = 0.25) -> torch.Tensor:
+def rotate_hue(rgb: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Turn each image's colours about the grey axis by its angle (radians), keeping luma; rgb in [0, 1].
+
+    A rotation of the chroma plane in YIQ space: one 3×3 matrix per image, where an HSV round trip (what
+    torchvision does) would need per-pixel branching. The two differ slightly in which hues they map where.
+    """
+    cos, sin = angles.cos(), angles.sin()
+    rotation = torch.zeros(len(rgb), 3, 3)
+    rotation[:, 0, 0] = 1
+    rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
+    transform = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
+    return torch.einsum("nij,njhw->nihw", transform, rgb)
+
+
+_RGB_TO_YIQ = torch.tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def contrastive_view(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    min_area: float = 0.25,
+    colour_strength: float = 0.4,
+    hue: float = 0.0,
+) -> torch.Tensor:
     """One SimCLR-style view: a random resized crop, mirrored or not, then colour distortion."""
-    return color_distort(random_resized_crop(images, generator, min_area), generator)
+    return color_distort(random_resized_crop(images, generator, min_area), generator, colour_strength, hue=hue)

@@ -92,7 +92,9 @@ class Trainer:
         self.rotation_head = RotationHead(channels * side * side) if config.model.rotation else None
         self.projection_head = ProjectionHead(channels, channels) if config.model.contrastive else None
         self.heads = {"rotation": self.rotation_head, "projection": self.projection_head}
-        parameters = [p for module in (self.model, *self.heads.values()) if module is not None for p in module.parameters()]
+        parameters = [
+            p for module in (self.model, *self.heads.values()) if module is not None for p in module.parameters()
+        ]
         # The fused kernel updates all parameters in one pass: several times faster per step on a CPU.
         self.optimizer = torch.optim.Adam(
             parameters, lr=config.train.lr, weight_decay=config.train.weight_decay, fused=True
@@ -173,7 +175,10 @@ class Trainer:
             batch = random_flip(batch, self.generator)
         turns = None
         if config.contrastive:
-            views = [contrastive_view(batch, self.generator, config.min_crop_area) for _ in range(2)]
+            views = [
+                contrastive_view(batch, self.generator, config.min_crop_area, config.colour_strength, config.hue)
+                for _ in range(2)
+            ]
             if self.rotation_head is not None and config.rotate_views:
                 views[0], turns = rotate_batch(views[0], self.generator)
                 views[1], _ = rotate_batch(views[1], self.generator, turns)
@@ -236,7 +241,9 @@ class Trainer:
         train_latents, train_mse = encode_images(self.model, self.images.train_images, with_mse=True)
         evaluation = Evaluation(self.epoch, train_latents, float(train_mse))
         if self.images.has_val:
-            evaluation.val_latents, evaluation.val_mse = encode_images(self.model, self.images.val_images, with_mse=True)
+            evaluation.val_latents, evaluation.val_mse = encode_images(
+                self.model, self.images.val_images, with_mse=True
+            )
             evaluation.val_clustering = cluster_latents(evaluation.val_latents, self.config.cluster, self.config.seed)
         self.latest_evaluation = evaluation
         return evaluation
@@ -292,7 +299,12 @@ def write_history(path: Path, history: list[EpochRecord]) -> None:
     names = [f.name for f in fields(EpochRecord)]
     writer.writerow(names)
     for record in history:
-        writer.writerow([f"{getattr(record, name):.6g}" if isinstance(getattr(record, name), float) else getattr(record, name) for name in names])
+        writer.writerow(
+            [
+                f"{getattr(record, name):.6g}" if isinstance(getattr(record, name), float) else getattr(record, name)
+                for name in names
+            ]
+        )
     write_text_atomic(path, buffer.getvalue())
 
 
@@ -300,7 +312,9 @@ def read_history(path: Path) -> list[EpochRecord]:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     types = {f.name: f.type for f in fields(EpochRecord)}
-    return [EpochRecord(**{k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in row.items()}) for row in rows]
+    return [
+        EpochRecord(**{k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in row.items()}) for row in rows
+    ]
 
 
 def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:
