@@ -44,6 +44,9 @@ def test_score_by_hand(tmp_path, capsys):
         (["run", "--data", "/no/such/dir"], "aeclust: error: /no/such/dir: no such file or directory"),
         (["run", "--model", "vgg"], "aeclust: error: unknown model 'vgg'; expected one of:"),
         (["score", "/no/p.csv", "/no/y.npy"], "aeclust: error: /no/p.csv: prediction file not found"),
+        (["run", "--set", "model.temprature=0.2"], "aeclust: error: unknown setting 'model.temprature'"),
+        (["run", "--set", "train.epochs=many"], "aeclust: error: setting train.epochs: expected a value like"),
+        (["run", "--resume", "somewhere", "--set", "model.hue=0.1"], "aeclust: error: somewhere: --resume continues"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
@@ -68,3 +71,13 @@ def test_models_lists_every_section_of_every_named_model(capsys):
     assert "contrastive (default)" in out
     assert out.count("\n  refine   ") == len(MODELS)
     assert '"epochs": 3' in out.split("contrastive (default)")[1].split("  refine   ")[1].splitlines()[0]
+
+
+def test_set_changes_any_setting_after_the_named_options():
+    from aeclust.cli import build_config, make_parser
+
+    args = make_parser().parse_args(
+        ["run", "--lr", "0.01", "--set", "model.temperature=0.2", "--set", "train.lr=0.02", "--set", "refine.epochs=0"]
+    )
+    config = build_config(args)
+    assert (config.model.temperature, config.train.lr, config.refine.epochs) == (0.2, 0.02, 0)

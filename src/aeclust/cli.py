@@ -39,6 +39,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latent", help="flatten | pool | pool+flatten")
     parser.add_argument("--scaling", help="none | standardize | l2: how latent features are scaled before reducing")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="any other setting shown by `aeclust models`, e.g. --set model.temperature=0.2 (repeatable)",
+    )
 
 
 def build_config(args: argparse.Namespace):
@@ -68,6 +74,10 @@ def build_config(args: argparse.Namespace):
     for section, name, value in overrides:
         if value is not None:
             setattr(section, name, value)
+    if args.set:
+        from aeclust.config import with_settings
+
+        config = with_settings(config, args.set)
     return config
 
 
@@ -75,7 +85,7 @@ def build_config(args: argparse.Namespace):
 # (--epochs) and how many threads it uses (--threads).
 SETTING_OPTIONS = (
     "data", "image_size", "model", "seed", "k", "batch_size", "lr", "beta",
-    "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs",
+    "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs", "set",
 )  # fmt: skip
 
 
@@ -139,7 +149,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aeclust", description="Cluster images with no labels, by autoencoder latents.")
+    parser = argparse.ArgumentParser(
+        prog="aeclust", description="Cluster images with no labels, by autoencoder latents."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="train a model, cluster, and write prediction.csv and metrics")
@@ -180,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aeclust: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("aeclust: interrupted; `aeclust run --resume DIR` continues from the last complete epoch", file=sys.stderr)
+        print(
+            "aeclust: interrupted; `aeclust run --resume DIR` continues from the last complete epoch", file=sys.stderr
+        )
         return 130
 
 
