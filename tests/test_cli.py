@@ -77,7 +77,7 @@ def test_set_changes_any_setting_after_the_named_options():
     from aeclust.cli import build_config, make_parser
 
     args = make_parser().parse_args(
-        ["run", "--lr", "0.01", "--set", "model.temperature=0.2", "--set", "train.lr=0.02", "--set", "refine.epochs=0"]
+        ["run", "--lr", "0.01", "--set", "model.temperature=0.3", "--set", "train.lr=0.02", "--set", "refine.epochs=0"]
     )
     config = build_config(args)
-    assert (config.model.temperature, config.train.lr, config.refine.epochs) == (0.2, 0.02, 0)
+    assert (config.model.temperature, config.train.lr, config.refine.epochs) == (0.3, 0.02, 0)

@@ -12,7 +12,7 @@ def test_settings_take_the_type_of_the_setting_they_change():
     changed = with_settings(
         base,
         [
-            "model.temperature=0.2",
+            "model.temperature=0.3",
             "model.rotation=false",
             "model.widths=8,16",
             "train.epochs=7",
@@ -20,7 +20,7 @@ def test_settings_take_the_type_of_the_setting_they_change():
             "cluster.latent=flatten",
         ],
     )
-    assert changed.model.temperature == 0.2 and isinstance(changed.model.temperature, float)
+    assert changed.model.temperature == 0.3 and isinstance(changed.model.temperature, float)
     assert changed.model.rotation is False
     assert changed.model.widths == (8, 16)
     assert changed.train.epochs == 7 and isinstance(changed.train.epochs, int)
