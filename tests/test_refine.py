@@ -176,3 +176,22 @@ def test_a_run_with_refinement_reports_both_and_is_deterministic(small_set, tmp_
     clusters = np.load(first.run_dir / "arrays" / "train_clusters.npy")
     predicted = [int(line.split(",")[1]) for line in (first.run_dir / "prediction.csv").read_text().splitlines()[1:]]
     assert predicted == clusters.tolist()
+
+
+def test_refinement_draws_views_as_the_model_was_trained_to(small_set, tmp_path, monkeypatch):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    config = tiny_config()
+    config.model.min_crop_area, config.model.colour_strength, config.model.hue = 0.6, 0.1, 0.05
+    config.refine.epochs, config.refine.self_label_epochs, config.refine.neighbours = 1, 1, 5
+    seen = []
+    real_view = aeclust.refine.contrastive_view
+    monkeypatch.setattr(
+        aeclust.refine,
+        "contrastive_view",
+        lambda images, generator, **kw: seen.append(kw) or real_view(images, generator, **kw),
+    )
+    NeighbourRefiner(trained.model, small_set, config, np.arange(len(small_set.train_images)) % 2).fit(
+        log=lambda _: None
+    )
+    assert seen and all(kw == dict(min_area=0.6, colour_strength=0.1, hue=0.05) for kw in seen)

@@ -132,6 +132,8 @@ class NeighbourRefiner:
             fused=True,
         )
         self.generator = torch.Generator().manual_seed(config.seed)
+        views = config.model  # augmented as the model's own contrastive views were
+        self.view_settings = dict(min_area=views.min_crop_area, colour_strength=views.colour_strength, hue=views.hue)
         self.epoch = 0
 
     def state(self) -> dict:
@@ -175,8 +177,8 @@ class NeighbourRefiner:
             partners = self.neighbours[anchors, picked]
             views = torch.cat(
                 [
-                    contrastive_view(self.inputs[anchors], self.generator),
-                    contrastive_view(self.inputs[partners], self.generator),
+                    contrastive_view(self.inputs[anchors], self.generator, **self.view_settings),
+                    contrastive_view(self.inputs[partners], self.generator, **self.view_settings),
                 ]
             )
             logits = self.head(pooled_unit_latents(self.model, views))
@@ -218,7 +220,7 @@ class NeighbourRefiner:
         order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
         for start in range(0, len(order), batch_size):
             picked = order[start : start + batch_size]
-            views = contrastive_view(self.inputs[chosen[picked]], self.generator)
+            views = contrastive_view(self.inputs[chosen[picked]], self.generator, **self.view_settings)
             logits = self.head(pooled_unit_latents(self.model, views))
             loss = F.cross_entropy(logits, targets[picked], weight=weights)
             self.optimizer.zero_grad(set_to_none=True)
