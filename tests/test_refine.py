@@ -56,21 +56,23 @@ def test_scan_loss_by_hand():
     )
 
 
-def _refiner(small_set, trained, tmp_path, epochs, self_label_epochs=0, confident_share=0.5):
+def _refiner(small_set, trained, tmp_path, epochs, self_label_epochs=0, confident_share=0.5, remine=False):
     config = tiny_config()
     config.refine.epochs, config.refine.neighbours, config.refine.batch_size = epochs, 5, 64
+    config.refine.remine_neighbours = remine
     config.refine.self_label_epochs, config.refine.confident_share = self_label_epochs, confident_share
     clusters = np.arange(len(small_set.train_images)) % 2
     return NeighbourRefiner(trained.model, small_set, config, clusters, tmp_path, trained.epoch)
 
 
-def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, tmp_path):
+@pytest.mark.parametrize("remine", [False, True])
+def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, tmp_path, remine):
     trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     before = {name: value.clone() for name, value in trained.model.state_dict().items()}
-    straight = _refiner(small_set, trained, tmp_path / "a", epochs=2).fit(log=lambda _: None)
-    _refiner(small_set, trained, tmp_path / "b", epochs=1).fit(log=lambda _: None)
-    resumed = _refiner(small_set, trained, tmp_path / "b", epochs=2)
+    straight = _refiner(small_set, trained, tmp_path / "a", epochs=3, remine=remine).fit(log=lambda _: None)
+    _refiner(small_set, trained, tmp_path / "b", epochs=3, remine=remine).fit(log=lambda _: None, until=1)
+    resumed = _refiner(small_set, trained, tmp_path / "b", epochs=3, remine=remine)
     assert resumed.resume() and resumed.epoch == 1
     again = resumed.fit(log=lambda _: None)
     assert np.array_equal(again.train_clusters, straight.train_clusters)
@@ -195,3 +197,17 @@ def test_refinement_draws_views_as_the_model_was_trained_to(small_set, tmp_path,
         log=lambda _: None
     )
     assert seen and all(kw == dict(min_area=0.6, colour_strength=0.1, hue=0.05) for kw in seen)
+
+
+def test_remining_takes_the_neighbours_of_the_refined_encoder(small_set, tmp_path):
+    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    kept = _refiner(small_set, trained, tmp_path / "a", epochs=2)
+    first = kept.neighbours.clone()
+    kept.fit(log=lambda _: None, until=1)
+    assert torch.equal(kept.neighbours, first)
+    remined = _refiner(small_set, trained, tmp_path / "b", epochs=2, remine=True)
+    assert torch.equal(remined.neighbours, first)
+    remined.fit(log=lambda _: None, until=1)
+    expected = nearest_neighbours(aeclust.refine.encode_pooled(remined.model, remined.inputs), 5)
+    assert torch.equal(remined.neighbours, expected) and not torch.equal(remined.neighbours, first)

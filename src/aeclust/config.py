@@ -75,6 +75,9 @@ class RefineConfig:
     # At most this many images serve as anchors per epoch (drawn afresh each epoch), so refinement costs the same
     # for any N above it instead of growing with N; every image is still a possible neighbour and is predicted.
     anchors_per_epoch: int = 10_000
+    # Find the neighbours again after each epoch, in the space of the encoder as refined so far, whose neighbours
+    # share an image's label more often than the trained autoencoder's do.
+    remine_neighbours: bool = False
     # Then self-labelling (SCAN's last step): the images a cluster holds most confidently become targets for a
     # cross-entropy on strongly augmented views of themselves. A share per cluster, not SCAN's fixed probability
     # threshold (0.99): a head on unit latents seldom gets that sure, and a share keeps every cluster represented.

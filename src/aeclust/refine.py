@@ -163,7 +163,13 @@ class NeighbourRefiner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.epoch = state["epoch"]
+        if self.settings.remine_neighbours and 0 < self.epoch < self.settings.epochs:
+            self.mine_neighbours()  # as the interrupted run did after this epoch: they come from the model alone
         return True
+
+    def mine_neighbours(self) -> None:
+        """Each image's nearest neighbours in the refining encoder's pooled, unit-length latent space."""
+        self.neighbours = nearest_neighbours(encode_pooled(self.model, self.inputs), self.settings.neighbours)
 
     def train_one_epoch(self) -> tuple[float, list[int]]:
         """One pass over the images as anchors; the mean loss and how many anchors each cluster took, as it went."""
@@ -245,6 +251,8 @@ class NeighbourRefiner:
                     f"confident per cluster {sizes} of {len(self.inputs)}"
                 )
             self.epoch += 1
+            if self.settings.remine_neighbours and self.epoch < scan_epochs:
+                self.mine_neighbours()
             if self.checkpoint_path is not None:
                 torch_save_atomic(self.checkpoint_path, self.state())
             log(f"refine {what}  ({time.perf_counter() - started:.0f}s)")
