@@ -48,7 +48,7 @@ MODELS: dict[str, Callable[[], RunConfig]] = {
 # aeclust's own: a light residual autoencoder whose latent is also trained to match two augmented views of
 # each image (SimCLR) and to tell rotations apart; pooled, unit-length latents are clustered by k-means, then
 # the clusters are refined for 3 epochs by neighbour consistency (docs/results.md, section 7). Temperature 0.2, not
-# SimCLR's 0.5: better on three of four sets, within seed noise on the fourth (docs/results.md, section 10).
+# SimCLR's 0.5: better on two of four sets, level (within seed noise) on the other two (docs/results.md, section 10).
 CONTRASTIVE = _preset(
     "contrastive",
     dict(
