@@ -5,6 +5,7 @@ import torch
 from conftest import tiny_config
 
 from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
+from aeclust.config import ModelConfig
 from aeclust.losses import nt_xent_loss
 from aeclust.presets import preset
 from aeclust.train import Trainer
@@ -16,9 +17,9 @@ def _images(n=6):
 
 def test_views_keep_shape_and_range_and_follow_the_generator():
     images = _images()
-    first = contrastive_view(images, torch.Generator().manual_seed(5))
-    again = contrastive_view(images, torch.Generator().manual_seed(5))
-    other = contrastive_view(images, torch.Generator().manual_seed(6))
+    first = contrastive_view(images, torch.Generator().manual_seed(5), ModelConfig())
+    again = contrastive_view(images, torch.Generator().manual_seed(5), ModelConfig())
+    other = contrastive_view(images, torch.Generator().manual_seed(6), ModelConfig())
     assert first.shape == images.shape and first.min() >= -1 and first.max() <= 1
     assert torch.equal(first, again) and not torch.equal(first, other)
 

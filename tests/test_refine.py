@@ -191,12 +191,12 @@ def test_refinement_draws_views_as_the_model_was_trained_to(small_set, tmp_path,
     monkeypatch.setattr(
         aeclust.refine,
         "contrastive_view",
-        lambda images, generator, **kw: seen.append(kw) or real_view(images, generator, **kw),
+        lambda images, generator, settings: seen.append(settings) or real_view(images, generator, settings),
     )
     NeighbourRefiner(trained.model, small_set, config, np.arange(len(small_set.train_images)) % 2).fit(
         log=lambda _: None
     )
-    assert seen and all(kw == dict(min_area=0.6, colour_strength=0.1, hue=0.05) for kw in seen)
+    assert seen and all((s.min_crop_area, s.colour_strength, s.hue) == (0.6, 0.1, 0.05) for s in seen)
 
 
 def test_remining_takes_the_neighbours_of_the_refined_encoder(small_set, tmp_path):

@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from aeclust.config import ModelConfig
+
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -98,12 +100,7 @@ _RGB_TO_YIQ = torch.tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523,
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
-def contrastive_view(
-    images: torch.Tensor,
-    generator: torch.Generator,
-    min_area: float = 0.25,
-    colour_strength: float = 0.4,
-    hue: float = 0.0,
-) -> torch.Tensor:
-    """One SimCLR-style view: a random resized crop, mirrored or not, then colour distortion."""
-    return color_distort(random_resized_crop(images, generator, min_area), generator, colour_strength, hue=hue)
+def contrastive_view(images: torch.Tensor, generator: torch.Generator, settings: ModelConfig) -> torch.Tensor:
+    """One SimCLR-style view: a random resized crop, mirrored or not, then colour distortion, as ``settings`` say."""
+    cropped = random_resized_crop(images, generator, settings.min_crop_area)
+    return color_distort(cropped, generator, settings.colour_strength, hue=settings.hue)

@@ -132,8 +132,7 @@ class NeighbourRefiner:
             fused=True,
         )
         self.generator = torch.Generator().manual_seed(config.seed)
-        views = config.model  # augmented as the model's own contrastive views were
-        self.view_settings = dict(min_area=views.min_crop_area, colour_strength=views.colour_strength, hue=views.hue)
+        self.view_config = config.model  # views are augmented as the model's own contrastive views were
         self.epoch = 0
 
     def state(self) -> dict:
@@ -183,8 +182,8 @@ class NeighbourRefiner:
             partners = self.neighbours[anchors, picked]
             views = torch.cat(
                 [
-                    contrastive_view(self.inputs[anchors], self.generator, **self.view_settings),
-                    contrastive_view(self.inputs[partners], self.generator, **self.view_settings),
+                    contrastive_view(self.inputs[anchors], self.generator, self.view_config),
+                    contrastive_view(self.inputs[partners], self.generator, self.view_config),
                 ]
             )
             logits = self.head(pooled_unit_latents(self.model, views))
@@ -226,7 +225,7 @@ class NeighbourRefiner:
         order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
         for start in range(0, len(order), batch_size):
             picked = order[start : start + batch_size]
-            views = contrastive_view(self.inputs[chosen[picked]], self.generator, **self.view_settings)
+            views = contrastive_view(self.inputs[chosen[picked]], self.generator, self.view_config)
             logits = self.head(pooled_unit_latents(self.model, views))
             loss = F.cross_entropy(logits, targets[picked], weight=weights)
             self.optimizer.zero_grad(set_to_none=True)

@@ -175,10 +175,7 @@ class Trainer:
             batch = random_flip(batch, self.generator)
         turns = None
         if config.contrastive:
-            views = [
-                contrastive_view(batch, self.generator, config.min_crop_area, config.colour_strength, config.hue)
-                for _ in range(2)
-            ]
+            views = [contrastive_view(batch, self.generator, config) for _ in range(2)]
             if self.rotation_head is not None and config.rotate_views:
                 views[0], turns = rotate_batch(views[0], self.generator)
                 views[1], _ = rotate_batch(views[1], self.generator, turns)
