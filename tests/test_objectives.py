@@ -33,6 +33,14 @@ def test_crops_resample_inside_the_image():
     assert torch.all(cropped[..., -1] > cropped[..., 0])
 
 
+def test_views_can_be_smaller_than_the_image():
+    images = _images()
+    views = contrastive_view(images, torch.Generator().manual_seed(5), ModelConfig(view_size=16))
+    assert views.shape == (6, 3, 16, 16) and views.min() >= -1 and views.max() <= 1
+    plain = torch.full((4, 3, 32, 32), 0.3)
+    torch.testing.assert_close(random_resized_crop(plain, torch.Generator().manual_seed(0), size=24), plain[..., :24, :24])
+
+
 def test_flip_mirrors_some_images_and_leaves_the_rest():
     images = _images(32)
     out = random_flip(images, torch.Generator().manual_seed(0))
@@ -90,6 +98,20 @@ def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, ro
     history = Trainer(config, small_set, tmp_path).fit()
     assert history[-1].train_loss < history[0].train_loss
     assert 0.25 < history[-1].rotation_accuracy <= 1 and 0.5 <= history[-1].val_accuracy <= 1
+
+
+def test_small_views_are_encoded_and_reconstructed_at_their_size_and_rotation_at_full_size(small_set, tmp_path):
+    config = tiny_config(epochs=1)
+    config.model = preset("contrastive").model
+    config.model.widths, config.model.view_size = (8, 16, 32, 32), 16
+    trainer = Trainer(config, small_set, tmp_path)
+    sides = []
+    for name in ("encode", "decode"):
+        original = getattr(trainer.model, name)
+        setattr(trainer.model, name, lambda x, original=original, name=name: sides.append((name, *x.shape[-2:])) or original(x))
+    loss, _ = trainer.step_loss(torch.rand(16, 3, 32, 32) * 2 - 1)
+    assert sides == [("encode", 16, 16), ("decode", 2, 2), ("encode", 32, 32)]
+    assert loss.requires_grad
 
 
 @pytest.mark.parametrize("rotate_views, encoder_passes", [(False, 2), (True, 1)])

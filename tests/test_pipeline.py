@@ -7,6 +7,7 @@ from aeclust.cluster import cluster_latents
 from aeclust.config import ClusterConfig, RunConfig
 from aeclust.errors import ConfigError
 from aeclust.pipeline import run
+from aeclust.presets import preset
 
 from conftest import tiny_config
 
@@ -68,6 +69,25 @@ def test_impossible_refinement_settings_are_refused_before_training(small_set, t
     config = tiny_config(epochs=1)
     config.refine.self_label_epochs, config.refine.confident_share = 1, 1.5
     with pytest.raises(ConfigError, match="confident share=1.5: expected self-label epochs >= 0 and 0 < confident"):
+        run(config, tmp_path / "run", images=small_set)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(view_size=20), "view_size=20: expected a positive multiple of 8"),
+        (dict(view_size=24, rotate_views=True), "view_size=24: expected rotation predicted on a separately rotated"),
+        (dict(view_size=24, contrastive=False), "view_size=24: expected contrastive views .* no contrastive views"),
+        (dict(view_size=24, arch="baseline"), "view_size=24: expected contrastive views .* arch baseline"),
+    ],
+)
+def test_view_sizes_the_model_cannot_take_are_refused_before_training(small_set, tmp_path, settings, message):
+    config = tiny_config(epochs=1)
+    config.model = preset("contrastive").model
+    for key, value in settings.items():
+        setattr(config.model, key, value)
+    with pytest.raises(ConfigError, match=message):
         run(config, tmp_path / "run", images=small_set)
     assert not (tmp_path / "run" / "checkpoints").exists()
 

@@ -30,9 +30,10 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 def random_resized_crop(
-    images: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, flip: bool = True
+    images: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, flip: bool = True, size: int = 0
 ) -> torch.Tensor:
-    """Crop a random rectangle (min_area..1 of the image, aspect 3/4..4/3), resize it back, maybe mirror it."""
+    """Crop a random rectangle (min_area..1 of the image, aspect 3/4..4/3), resize it to size×size (0: back to
+    the image's own size), maybe mirror it."""
     n = len(images)
     area = _uniform(n, min_area, 1.0, generator)
     aspect = torch.exp(_uniform(n, math.log(3 / 4), math.log(4 / 3), generator))
@@ -43,7 +44,8 @@ def random_resized_crop(
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 2] = scale_x * mirror, shift_x
     theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    height, width = (size, size) if size else images.shape[2:]
+    grid = F.affine_grid(theta, [n, images.shape[1], height, width], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -101,6 +103,7 @@ _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
 def contrastive_view(images: torch.Tensor, generator: torch.Generator, settings: ModelConfig) -> torch.Tensor:
-    """One SimCLR-style view: a random resized crop, mirrored or not, then colour distortion, as ``settings`` say."""
-    cropped = random_resized_crop(images, generator, settings.min_crop_area)
+    """One SimCLR-style view: a random resized crop (to ``settings.view_size``), mirrored or not, then colour
+    distortion, as ``settings`` say."""
+    cropped = random_resized_crop(images, generator, settings.min_crop_area, size=settings.view_size)
     return color_distort(cropped, generator, settings.colour_strength, hue=settings.hue)
