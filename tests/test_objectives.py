@@ -41,6 +41,16 @@ def test_views_can_be_smaller_than_the_image():
     torch.testing.assert_close(random_resized_crop(plain, torch.Generator().manual_seed(0), size=24), plain[..., :24, :24])
 
 
+def test_the_grayscale_setting_decides_how_many_views_lose_their_colour():
+    images = _images(64)
+
+    def grey_views(share):
+        views = contrastive_view(images, torch.Generator().manual_seed(1), ModelConfig(grayscale=share))
+        return int(((views[:, 0] - views[:, 1]).abs().amax(dim=(1, 2)) < 1e-6).sum())
+
+    assert (grey_views(0.0), grey_views(1.0)) == (0, 64)
+
+
 def test_flip_mirrors_some_images_and_leaves_the_rest():
     images = _images(32)
     out = random_flip(images, torch.Generator().manual_seed(0))

@@ -106,4 +106,4 @@ def contrastive_view(images: torch.Tensor, generator: torch.Generator, settings:
     """One SimCLR-style view: a random resized crop (to ``settings.view_size``), mirrored or not, then colour
     distortion, as ``settings`` say."""
     cropped = random_resized_crop(images, generator, settings.min_crop_area, size=settings.view_size)
-    return color_distort(cropped, generator, settings.colour_strength, hue=settings.hue)
+    return color_distort(cropped, generator, settings.colour_strength, p_gray=settings.grayscale, hue=settings.hue)

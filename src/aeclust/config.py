@@ -32,6 +32,7 @@ class ModelConfig:
     min_crop_area: float = 0.25  # smallest share of the image a contrastive view keeps
     colour_strength: float = 0.4  # largest relative change of brightness, contrast and saturation in a view
     hue: float = 0.0  # largest hue shift of a view, as a share of a turn of the colour wheel
+    grayscale: float = 0.2  # share of views turned to grey, which makes features lean less on colour
     # Side of each contrastive view in pixels (0: the image's own). Smaller views make a training step cheaper, so
     # more epochs fit the same time; latents are pooled over space, so clustering full-size images still works.
     view_size: int = 0
