@@ -101,7 +101,8 @@ def test_nt_xent_by_hand():
 def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, rotate_views):
     config = tiny_config(epochs=4)
     config.model = preset("contrastive").model
-    config.model.rotate_views = rotate_views
+    # Both views turned alike need full-size views, for the rotation head reads the latent's whole grid.
+    config.model.rotate_views, config.model.view_size = rotate_views, 0 if rotate_views else 24
     config.model.widths = (8, 16, 32, 32)
     config.cluster = preset("contrastive").cluster
     config.train.batch_size, config.train.lr = 48, 2e-3
@@ -128,7 +129,7 @@ def test_small_views_are_encoded_and_reconstructed_at_their_size_and_rotation_at
 def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_views, encoder_passes):
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
-    config.model.widths, config.model.rotate_views = (8, 16, 32, 32), rotate_views
+    config.model.widths, config.model.rotate_views, config.model.view_size = (8, 16, 32, 32), rotate_views, 0
     trainer = Trainer(config, small_set, tmp_path)
     batch = torch.rand(16, 3, 32, 32) * 2 - 1
     calls = []

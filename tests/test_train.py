@@ -4,7 +4,7 @@ import torch
 
 import aeclust.train
 from aeclust.errors import CheckpointError, ConfigError
-from aeclust.train import Trainer, load_checkpoint, load_model, read_history, set_threads
+from aeclust.train import LAST_CHECKPOINT, Trainer, load_checkpoint, load_model, read_history, set_threads
 
 from conftest import tiny_config
 
@@ -52,6 +52,20 @@ def test_checkpoint_of_another_model_is_refused(small_set, tmp_path):
     other = Trainer(tiny_config(epochs=2), small_set, tmp_path)
     with pytest.raises(CheckpointError, match="checkpoint is of model baseline with other settings; expected resnet"):
         other.resume()
+
+
+def test_a_checkpoint_from_before_a_setting_existed_still_resumes(small_set, tmp_path):
+    Trainer(tiny_config(epochs=1), small_set, tmp_path).fit()
+    path = tmp_path / "checkpoints" / LAST_CHECKPOINT
+    state = torch.load(path, weights_only=False)
+    del state["model_config"]["view_size"], state["model_config"]["grayscale"]  # as an earlier release wrote it
+    torch.save(state, path)
+    resumed = Trainer(tiny_config(epochs=2), small_set, tmp_path)
+    assert resumed.resume() and len(resumed.fit()) == 2
+    state["model_config"]["wings"] = 2
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="model settings this aeclust does not know \\(wings\\); it comes from a newer"):
+        Trainer(tiny_config(epochs=2), small_set, tmp_path).resume()
 
 
 def test_checkpoint_of_another_format_version_is_refused(small_set, tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
-from aeclust.config import ModelConfig, RunConfig
+from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS
 from aeclust.errors import ConfigError, RunDirError, unknown_name
@@ -23,7 +23,7 @@ from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import NeighbourRefiner
-from aeclust.train import SCHEDULES, Trainer, log
+from aeclust.train import SCHEDULES, Trainer, check_view_size, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
 
@@ -92,24 +92,6 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
             f"epochs={config.train.epochs}, batch size={config.train.batch_size}, lr={config.train.lr}: "
             "expected epochs >= 0, batch size >= 1 and lr > 0"
         )
-
-
-def check_view_size(model: ModelConfig) -> None:
-    """Smaller contrastive views need a decoder that gives back any size and heads that pool over space."""
-    if not model.view_size:
-        return
-    factor = 2 ** (len(model.widths) - 1)  # how much the residual encoder shrinks a side
-    if not model.contrastive or model.arch != "resnet":
-        problem = "contrastive views of a resnet model; this model has " + (
-            f"arch {model.arch}" if model.contrastive else "no contrastive views"
-        )
-    elif model.rotate_views:
-        problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
-    elif model.view_size < 0 or model.view_size % factor:
-        problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
-    else:
-        return
-    raise ConfigError(f"model view_size={model.view_size}: expected {problem}")
 
 
 def prepare_run_dir(

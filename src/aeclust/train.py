@@ -77,10 +77,29 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def check_view_size(model: ModelConfig) -> None:
+    """Smaller contrastive views need a decoder that gives back any size and heads that pool over space."""
+    if not model.view_size:
+        return
+    factor = 2 ** (len(model.widths) - 1)  # how much the residual encoder shrinks a side
+    if not model.contrastive or model.arch != "resnet":
+        problem = "contrastive views of a resnet model; this model has " + (
+            f"arch {model.arch}" if model.contrastive else "no contrastive views"
+        )
+    elif model.rotate_views:
+        problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
+    elif model.view_size < 0 or model.view_size % factor:
+        problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+    else:
+        return
+    raise ConfigError(f"model view_size={model.view_size}: expected {problem}, or view_size=0 for full-size views")
+
+
 class Trainer:
     """Trains one autoencoder on ``images.train_images`` and records a checkpoint per epoch in ``run_dir``."""
 
     def __init__(self, config: RunConfig, images: ImageSet, run_dir: Path) -> None:
+        check_view_size(config.model)
         self.config = config
         self.images = images
         self.checkpoint_dir = Path(run_dir) / "checkpoints"
@@ -317,7 +336,7 @@ def read_history(path: Path) -> list[EpochRecord]:
 def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:
     """Load a checkpoint, refusing one from another format version or (given ``expect``) another model."""
     state = load_checked(path, CHECKPOINT_KIND, "an aeclust checkpoint")
-    if expect is not None and state["model_config"] != asdict(expect):
+    if expect is not None and checkpoint_model_config(path, state) != expect:
         raise CheckpointError(
             f"{path}: checkpoint is of model {state['model_config']['arch']} with other settings; "
             f"expected {expect.arch} as configured for this run"
@@ -325,10 +344,24 @@ def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:
     return state
 
 
+def checkpoint_model_config(path: Path, state: dict) -> ModelConfig:
+    """The model settings a checkpoint was trained with; a setting added since then takes its default, which is
+    what that release did without it."""
+    saved = state["model_config"]
+    try:
+        return ModelConfig(**{**saved, "widths": tuple(saved["widths"])})
+    except TypeError:  # a setting this release does not know
+        unknown = sorted(set(saved) - {f.name for f in fields(ModelConfig)})
+        raise CheckpointError(
+            f"{path}: checkpoint has model settings this aeclust does not know ({', '.join(unknown)}); "
+            "it comes from a newer release"
+        ) from None
+
+
 def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the autoencoder stored in a checkpoint, in eval mode; also return the checkpoint."""
     state = load_checkpoint(path)
-    config = ModelConfig(**{**state["model_config"], "widths": tuple(state["model_config"]["widths"])})
+    config = checkpoint_model_config(path, state)
     model = create_autoencoder(config, state["image_size"])
     try:
         model.load_state_dict(state["model"])
