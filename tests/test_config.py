@@ -37,7 +37,7 @@ def test_settings_take_the_type_of_the_setting_they_change():
         ("model.temperature", "section.key=value"),
         ("modle.temperature=0.2", "unknown section 'modle'"),
         ("model.temprature=0.2", "unknown setting 'model.temprature'"),
-        ("train.epochs=five", "setting train.epochs: expected a value like 5, found 'five'"),
+        ("train.epochs=five", "setting train.epochs: expected a value like 7, found 'five'"),
         ("model.rotation=yes", "expected true or false"),
     ],
 )
