@@ -4,8 +4,13 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tiny_config
+
+from aeclust.config import ClusterConfig
+from aeclust.data import load_images
+from aeclust.pipeline import run
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "accuracy.py"
 
@@ -61,3 +66,34 @@ def test_runs_with_changed_settings_live_apart_and_carry_the_change(accuracy, sm
     )
     accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
     assert accuracy.RunConfig.load(tmp_path / "tiny" / "seed0" / "config.json").train.lr != 0.01
+
+
+@pytest.fixture()
+def ceiling():
+    spec = importlib.util.spec_from_file_location("bench_ceiling", BENCH.with_name("ceiling.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_oracle_merge_of_separate_groups_is_exact_and_of_one_cluster_is_the_majority(ceiling):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 1], 40)
+    features = rng.normal(size=(120, 4)) * 0.05 + np.eye(4)[np.repeat([0, 1, 2], 40)]  # three tight blobs
+    assert ceiling.oracle_merge_accuracy(features, labels, 3, seed=0) == 1.0
+    assert ceiling.oracle_merge_accuracy(features, labels, 1, seed=0) == pytest.approx(80 / 120)
+
+
+def test_the_ceiling_is_measured_on_the_features_a_finished_run_clustered(ceiling, small_hw9_dir, tmp_path):
+    config = tiny_config(epochs=1)
+    config.data = str(small_hw9_dir)
+    config.cluster = ClusterConfig(latent="pool", scaling="l2", reducer="none", embedder="none")
+    run(config, tmp_path / "run", images=load_images(config.data))
+    result = ceiling.ceiling(tmp_path / "run", overcluster=[240], folds=3)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert result["kmeans"] == pytest.approx(metrics["train_accuracy"])  # the run's own clustering, redone
+    assert 0.5 <= result["probe"] <= 1
+    assert result["merged"] == [1.0]  # one image per cluster: every cluster's majority is its own label
+    with pytest.raises(SystemExit, match="expected a finished run holding arrays/train_latents.npy"):
+        ceiling.ceiling(tmp_path / "nothing", overcluster=[5], folds=3)
+

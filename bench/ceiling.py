@@ -1,0 +1,80 @@
+"""Diagnostic: is a finished run held back by its clustering stage or by its latents?
+
+    python bench/ceiling.py RUN_DIR [RUN_DIR ...] [--overcluster 5 10 20 50] [--folds 5]
+
+For each finished run on a set with train labels, it prints side by side, on the features the run clustered
+(its latent mode and scaling):
+- k-means into the run's k clusters, scored as the run scores it;
+- a linear probe: logistic regression trained with the labels, scored by cross-validation. No straight cut through
+  the features does much better, so a clustering near it has little left to gain;
+- over-clustering: k-means into more clusters, each then given the label most of its images have. No unsupervised
+  merge of those clusters can beat that (an oracle merge).
+Labels are used here only to find the ceiling; nothing of this steers a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+from aeclust.cluster import cluster
+from aeclust.config import RunConfig
+from aeclust.data import load_images
+from aeclust.embed import latent_features
+from aeclust.metrics import accuracy_of
+from aeclust.pipeline import CONFIG_FILE
+
+LATENTS = Path("arrays") / "train_latents.npy"
+
+
+def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: int, seed: int) -> float:
+    """Accuracy of k-means into ``clusters`` groups when each group takes its majority label."""
+    assigned = KMeans(clusters, n_init=3, random_state=seed).fit_predict(features)
+    majority = np.zeros(clusters, dtype=labels.dtype)
+    for group in range(clusters):
+        majority[group] = np.bincount(labels[assigned == group]).argmax()
+    return float((majority[assigned] == labels).mean())
+
+
+def ceiling(run_dir: Path, overcluster: list[int], folds: int) -> dict:
+    if not (run_dir / LATENTS).is_file():
+        raise SystemExit(f"{run_dir}: expected a finished run holding {LATENTS}, found none")
+    config = RunConfig.load(run_dir / CONFIG_FILE)
+    labels = load_images(config.data, image_size=config.image_size).train_labels
+    if labels is None:
+        raise SystemExit(f"{run_dir}: its data has no train labels to score against")
+    features = latent_features(np.load(run_dir / LATENTS), config.cluster.latent, config.cluster.scaling)
+    if len(features) != len(labels):
+        raise SystemExit(f"{run_dir}: {len(features)} latents but {len(labels)} train labels; not the same images")
+    kmeans = cluster(features, config.cluster.k, "kmeans", config.seed)
+    splits = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
+    probe = cross_val_score(LogisticRegression(max_iter=2000), features, labels, cv=splits)
+    return {
+        "kmeans": accuracy_of(labels, kmeans),
+        "probe": float(probe.mean()),
+        "merged": [oracle_merge_accuracy(features, labels, k, config.seed) for k in overcluster],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--overcluster", nargs="*", type=int, default=[5, 10, 20, 50], metavar="K")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the linear probe")
+    args = parser.parse_args()
+    merged_header = " | ".join(f"{k} clusters, oracle merge" for k in args.overcluster)
+    print(f"| run | k-means | linear probe ({args.folds}-fold) | {merged_header} |")
+    print("|---|---|---|" + "---|" * len(args.overcluster))
+    for run_dir in args.run_dirs:
+        result = ceiling(run_dir, args.overcluster, args.folds)
+        merged = " | ".join(f"{a:.3f}" for a in result["merged"])
+        print(f"| {run_dir} | {result['kmeans']:.3f} | {result['probe']:.3f} | {merged} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
