@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+
+import aeclust.train
 from conftest import tiny_config
 
 from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
@@ -123,6 +125,38 @@ def test_small_views_are_encoded_and_reconstructed_at_their_size_and_rotation_at
     loss, _ = trainer.step_loss(torch.rand(16, 3, 32, 32) * 2 - 1)
     assert sides == [("encode", 16, 16), ("decode", 2, 2), ("encode", 32, 32)]
     assert loss.requires_grad
+
+
+def test_small_views_are_encoded_apart_and_each_finds_both_full_views(small_set, tmp_path, monkeypatch):
+    config = tiny_config(epochs=1)
+    config.model = preset("contrastive").model
+    config.model.widths, config.model.small_views, config.model.small_view_size = (8, 16, 32, 32), 2, 8
+    trainer = Trainer(config, small_set, tmp_path)
+    sides = []
+    encode = trainer.model.encode
+    trainer.model.encode = lambda x: sides.append(tuple(x.shape[-3:]) + (len(x),)) or encode(x)
+    pairs = []
+    real_loss = aeclust.train.nt_xent_loss
+    monkeypatch.setattr(aeclust.train, "nt_xent_loss", lambda a, b, t: pairs.append(len(a)) or real_loss(a, b, t))
+    loss, _ = trainer.step_loss(torch.rand(16, 3, 32, 32) * 2 - 1)
+    # the two full views (24×24), both small views together (8×8), then the rotated batch at full size
+    assert sides == [(3, 24, 24, 32), (3, 8, 8, 32), (3, 32, 32, 16)]
+    assert pairs == [16] * 5  # full views with each other, and each small view with each full view
+    assert loss.requires_grad
+
+
+def test_small_views_come_from_smaller_crops_than_the_full_views():
+    images = torch.linspace(-1, 1, 32).expand(64, 3, 32, 32).contiguous()  # a left-right ramp
+    settings = ModelConfig(colour_strength=0.0, grayscale=0.0, small_view_size=16)
+    small = contrastive_view(images, torch.Generator().manual_seed(0), settings, small=True)
+    full = contrastive_view(images, torch.Generator().manual_seed(0), settings)
+    assert small.shape == (64, 3, 16, 16) and full.shape == images.shape
+
+    def spans(views):  # how much of the ramp (2 wide) each view covers, left edge to right edge
+        return (views[..., -1] - views[..., 0]).abs().mean(dim=(1, 2))
+
+    # crops of 5–25 % of the area against 25–100 %: every small view spans less than the widest full views
+    assert spans(small).max() < 2 * 0.25**0.5 * (4 / 3) ** 0.5 + 0.1 and spans(small).mean() < spans(full).mean()
 
 
 @pytest.mark.parametrize("rotate_views, encoder_passes", [(False, 2), (True, 1)])

@@ -30,12 +30,17 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 
 def random_resized_crop(
-    images: torch.Tensor, generator: torch.Generator, min_area: float = 0.25, flip: bool = True, size: int = 0
+    images: torch.Tensor,
+    generator: torch.Generator,
+    min_area: float = 0.25,
+    flip: bool = True,
+    size: int = 0,
+    max_area: float = 1.0,
 ) -> torch.Tensor:
-    """Crop a random rectangle (min_area..1 of the image, aspect 3/4..4/3), resize it to size×size (0: back to
-    the image's own size), maybe mirror it."""
+    """Crop a random rectangle (min_area..max_area of the image, aspect 3/4..4/3), resize it to size×size (0: back
+    to the image's own size), maybe mirror it."""
     n = len(images)
-    area = _uniform(n, min_area, 1.0, generator)
+    area = _uniform(n, min_area, max_area, generator)
     aspect = torch.exp(_uniform(n, math.log(3 / 4), math.log(4 / 3), generator))
     scale_x, scale_y = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
     shift_x = _uniform(n, -1, 1, generator) * (1 - scale_x)
@@ -102,8 +107,15 @@ _RGB_TO_YIQ = torch.tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523,
 _YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
 
 
-def contrastive_view(images: torch.Tensor, generator: torch.Generator, settings: ModelConfig) -> torch.Tensor:
+def contrastive_view(
+    images: torch.Tensor, generator: torch.Generator, settings: ModelConfig, small: bool = False
+) -> torch.Tensor:
     """One SimCLR-style view: a random resized crop (to ``settings.view_size``), mirrored or not, then colour
-    distortion, as ``settings`` say."""
-    cropped = random_resized_crop(images, generator, settings.min_crop_area, size=settings.view_size)
+    distortion, as ``settings`` say. ``small``: one of multi-crop's small views instead (``settings.small_*``)."""
+    if small:
+        cropped = random_resized_crop(
+            images, generator, settings.small_crop_area, size=settings.small_view_size, max_area=settings.min_crop_area
+        )
+    else:
+        cropped = random_resized_crop(images, generator, settings.min_crop_area, size=settings.view_size)
     return color_distort(cropped, generator, settings.colour_strength, p_gray=settings.grayscale, hue=settings.hue)

@@ -36,6 +36,12 @@ class ModelConfig:
     # Side of each contrastive view in pixels (0: the image's own). Smaller views make a training step cheaper, so
     # more epochs fit the same time; latents are pooled over space, so clustering full-size images still works.
     view_size: int = 0
+    # Multi-crop (as SwAV uses it): this many more crops per image, small (small_crop_area..min_crop_area of the
+    # image, resized to small_view_size pixels), each of which must find the image's two full views in the batch.
+    # Extra positives that cost little to encode; off (0) by default.
+    small_views: int = 0
+    small_view_size: int = 16
+    small_crop_area: float = 0.05
     # With contrastive views: turn both views of an image by the same multiple of 90° and predict it from them,
     # instead of encoding a separately rotated copy of the batch (one encoder pass fewer per step).
     rotate_views: bool = False

@@ -78,21 +78,31 @@ def log(message: str) -> None:
 
 
 def check_view_size(model: ModelConfig) -> None:
-    """Smaller contrastive views need a decoder that gives back any size and heads that pool over space."""
-    if not model.view_size:
+    """Views of another size than the image's need a decoder that gives back any size and heads that pool."""
+    if not model.view_size and not model.small_views:
         return
     factor = 2 ** (len(model.widths) - 1)  # how much the residual encoder shrinks a side
+    if model.view_size:
+        what, way_out = f"model view_size={model.view_size}", "view_size=0 for full-size views"
+    else:
+        what, way_out = f"model small_views={model.small_views}", "small_views=0 for none"
     if not model.contrastive or model.arch != "resnet":
         problem = "contrastive views of a resnet model; this model has " + (
             f"arch {model.arch}" if model.contrastive else "no contrastive views"
         )
-    elif model.rotate_views:
+    elif model.view_size and model.rotate_views:
         problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
     elif model.view_size < 0 or model.view_size % factor:
         problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+    elif model.small_views and (model.small_view_size <= 0 or model.small_view_size % factor):
+        what, way_out = f"model small_view_size={model.small_view_size}", "small_views=0 for none"
+        problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+    elif model.small_views and not 0 < model.small_crop_area < model.min_crop_area:
+        what, way_out = f"model small_crop_area={model.small_crop_area}", "small_views=0 for none"
+        problem = f"a share between 0 and min_crop_area ({model.min_crop_area}), where the full views' crops begin"
     else:
         return
-    raise ConfigError(f"model view_size={model.view_size}: expected {problem}, or view_size=0 for full-size views")
+    raise ConfigError(f"{what}: expected {problem}, or {way_out}")
 
 
 class Trainer:
@@ -192,7 +202,7 @@ class Trainer:
         model, config = self.model, self.config.model
         if self.config.train.flip:
             batch = random_flip(batch, self.generator)
-        turns = None
+        turns, smalls = None, []
         if config.contrastive:
             views = [contrastive_view(batch, self.generator, config) for _ in range(2)]
             if self.rotation_head is not None and config.rotate_views:
@@ -200,6 +210,7 @@ class Trainer:
                 views[1], _ = rotate_batch(views[1], self.generator, turns)
                 turns = torch.cat([turns, turns])
             inputs = torch.cat(views).contiguous(memory_format=torch.channels_last)
+            smalls = [contrastive_view(batch, self.generator, config, small=True) for _ in range(config.small_views)]
         else:
             if self.rotation_head is not None:
                 batch, turns = rotate_batch(batch, self.generator)
@@ -212,7 +223,13 @@ class Trainer:
             loss = loss + config.reconstruction_weight * F.mse_loss(model.decode(latent[:n]), views[0])
         if self.projection_head is not None:
             projected = self.projection_head(latent)
-            loss = loss + config.contrastive_weight * nt_xent_loss(projected[:n], projected[n:], config.temperature)
+            full = [projected[:n], projected[n:]]
+            pairs = [(full[0], full[1])]
+            if smalls:  # every small view is paired with both full views of its image
+                small_latent = model.encode(torch.cat(smalls).contiguous(memory_format=torch.channels_last))
+                pairs += [(small, view) for small in self.projection_head(small_latent).split(n) for view in full]
+            contrastive = sum(nt_xent_loss(a, b, config.temperature) for a, b in pairs) / len(pairs)
+            loss = loss + config.contrastive_weight * contrastive
         correct = 0.0
         if self.rotation_head is not None:
             if turns is None:
