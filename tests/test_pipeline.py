@@ -83,6 +83,7 @@ def test_impossible_refinement_settings_are_refused_before_training(small_set, t
         (dict(small_views=2, small_view_size=12), "small_view_size=12: expected a positive multiple of 8"),
         (dict(small_views=2, small_crop_area=0.3), "small_crop_area=0.3: expected a share between 0 and min_crop_area"),
         (dict(small_views=1, view_size=0, contrastive=False), "small_views=1: expected contrastive views .* or small_views=0"),
+        (dict(small_views=1, view_size=0, rotate_views=True), "small_views=1: expected rotation predicted on a separately"),
     ],
 )
 def test_view_sizes_the_model_cannot_take_are_refused_before_training(small_set, tmp_path, settings, message):

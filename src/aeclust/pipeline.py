@@ -23,7 +23,7 @@ from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import NeighbourRefiner
-from aeclust.train import SCHEDULES, Trainer, check_view_size, log
+from aeclust.train import SCHEDULES, Trainer, check_views, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
 
@@ -86,7 +86,7 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
             f"refine self-label epochs={refine.self_label_epochs}, confident share={refine.confident_share}: "
             "expected self-label epochs >= 0 and 0 < confident share <= 1"
         )
-    check_view_size(config.model)
+    check_views(config.model)
     if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError(
             f"epochs={config.train.epochs}, batch size={config.train.batch_size}, lr={config.train.lr}: "

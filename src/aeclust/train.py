@@ -77,7 +77,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def check_view_size(model: ModelConfig) -> None:
+def check_views(model: ModelConfig) -> None:
     """Views of another size than the image's need a decoder that gives back any size and heads that pool."""
     if not model.view_size and not model.small_views:
         return
@@ -90,7 +90,7 @@ def check_view_size(model: ModelConfig) -> None:
         problem = "contrastive views of a resnet model; this model has " + (
             f"arch {model.arch}" if model.contrastive else "no contrastive views"
         )
-    elif model.view_size and model.rotate_views:
+    elif model.rotate_views:  # its head reads a full-size latent grid; turned views would meet unturned small ones
         problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
     elif model.view_size < 0 or model.view_size % factor:
         problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
@@ -109,7 +109,7 @@ class Trainer:
     """Trains one autoencoder on ``images.train_images`` and records a checkpoint per epoch in ``run_dir``."""
 
     def __init__(self, config: RunConfig, images: ImageSet, run_dir: Path) -> None:
-        check_view_size(config.model)
+        check_views(config.model)
         self.config = config
         self.images = images
         self.checkpoint_dir = Path(run_dir) / "checkpoints"
@@ -197,7 +197,8 @@ class Trainer:
 
         Without the contrastive objective this is the study's: the (rotated) batch is reconstructed and, with
         rotation on, its rotation predicted from the same latent. With it, two augmented views are encoded
-        together, the first is reconstructed, and rotation (if on) is predicted on a separately rotated batch.
+        together, the first is reconstructed, and rotation (if on) is predicted on a separately rotated batch;
+        multi-crop's small views, if any, are encoded after them and paired with both in the contrastive loss.
         """
         model, config = self.model, self.config.model
         if self.config.train.flip:
