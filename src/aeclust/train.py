@@ -82,6 +82,7 @@ def check_views(model: ModelConfig) -> None:
     if not model.view_size and not model.small_views:
         return
     factor = 2 ** (len(model.widths) - 1)  # how much the residual encoder shrinks a side
+    multiple = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
     if model.view_size:
         what, way_out = f"model view_size={model.view_size}", "view_size=0 for full-size views"
     else:
@@ -93,10 +94,9 @@ def check_views(model: ModelConfig) -> None:
     elif model.rotate_views:  # its head reads a full-size latent grid; turned views would meet unturned small ones
         problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
     elif model.view_size < 0 or model.view_size % factor:
-        problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+        problem = multiple
     elif model.small_views and (model.small_view_size <= 0 or model.small_view_size % factor):
-        what, way_out = f"model small_view_size={model.small_view_size}", "small_views=0 for none"
-        problem = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+        what, problem, way_out = f"model small_view_size={model.small_view_size}", multiple, "small_views=0 for none"
     elif model.small_views and not 0 < model.small_crop_area < model.min_crop_area:
         what, way_out = f"model small_crop_area={model.small_crop_area}", "small_views=0 for none"
         problem = f"a share between 0 and min_crop_area ({model.min_crop_area}), where the full views' crops begin"
