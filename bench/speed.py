@@ -18,20 +18,27 @@ from pathlib import Path
 import numpy as np
 
 from aeclust.cluster import cluster_latents
+from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.embedded import decode_archive, embedded_archive
 from aeclust.embed import encode_images
-from aeclust.pipeline import METRICS_FILE, run
+from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, run
 from aeclust.presets import DEFAULT_MODEL, preset
 from aeclust.refine import refine_clusters
 from aeclust.train import load_model
 
 
 def timed_run(name: str, out: Path, reuse: bool) -> tuple[dict, Path]:
-    run_dir = out / name
+    run_dir, config = out / name, preset(name)
     if reuse and (run_dir / METRICS_FILE).is_file():
+        # A preset changes between releases; timing its old settings as "the default" would mislead.
+        if RunConfig.load(run_dir / CONFIG_FILE) != config:
+            raise SystemExit(
+                f"{run_dir}: holds a run with other settings than {name} has now; "
+                "move it away, pass another --out, or leave out --reuse to time it afresh"
+            )
         return json.loads((run_dir / METRICS_FILE).read_text()), run_dir
-    result = run(preset(name), run_dir, force=run_dir.exists())
+    result = run(config, run_dir, force=run_dir.exists())
     return result.metrics, result.run_dir
 
 

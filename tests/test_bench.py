@@ -97,3 +97,26 @@ def test_the_ceiling_is_measured_on_the_features_a_finished_run_clustered(ceilin
     with pytest.raises(SystemExit, match="expected a finished run holding arrays/train_latents.npy"):
         ceiling.ceiling(tmp_path / "nothing", overcluster=[5], folds=3)
 
+
+
+@pytest.fixture()
+def speed(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_speed", BENCH.with_name("speed.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "run", lambda *a, **kw: pytest.fail("--reuse must not start a run here"))
+    return module
+
+
+def test_speed_reuses_a_finished_run_only_while_its_preset_is_unchanged(speed, tmp_path, monkeypatch):
+    run_dir = tmp_path / "contrastive"
+    run_dir.mkdir()
+    speed.preset("contrastive").save(run_dir / "config.json")
+    (run_dir / "metrics.json").write_text(json.dumps({"timings": {"total_seconds": 1.0}}))
+    assert speed.timed_run("contrastive", tmp_path, reuse=True) == ({"timings": {"total_seconds": 1.0}}, run_dir)
+
+    changed = speed.preset("contrastive")
+    changed.train.epochs += 1  # as when a release changes the default preset
+    monkeypatch.setattr(speed, "preset", lambda name: changed)
+    with pytest.raises(SystemExit, match="holds a run with other settings than contrastive has now"):
+        speed.timed_run("contrastive", tmp_path, reuse=True)
