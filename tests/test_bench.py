@@ -12,14 +12,20 @@ from aeclust.config import ClusterConfig
 from aeclust.data import load_images
 from aeclust.pipeline import run
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "accuracy.py"
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(script: str):
+    """A bench script as a module: they live outside the package, so they are loaded by path."""
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", BENCH / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture()
 def accuracy(monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("accuracy.py")
 
     def tiny_preset(name):
         config = tiny_config(epochs=1)
@@ -70,10 +76,7 @@ def test_runs_with_changed_settings_live_apart_and_carry_the_change(accuracy, sm
 
 @pytest.fixture()
 def ceiling():
-    spec = importlib.util.spec_from_file_location("bench_ceiling", BENCH.with_name("ceiling.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("ceiling.py")
 
 
 def test_an_oracle_merge_of_separate_groups_is_exact_and_of_one_cluster_is_the_majority(ceiling):
@@ -98,12 +101,9 @@ def test_the_ceiling_is_measured_on_the_features_a_finished_run_clustered(ceilin
         ceiling.ceiling(tmp_path / "nothing", overcluster=[5], folds=3)
 
 
-
 @pytest.fixture()
 def speed(monkeypatch):
-    spec = importlib.util.spec_from_file_location("bench_speed", BENCH.with_name("speed.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("speed.py")
     monkeypatch.setattr(module, "run", lambda *a, **kw: pytest.fail("--reuse must not start a run here"))
     return module
 
