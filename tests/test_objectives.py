@@ -2,10 +2,9 @@ import math
 
 import pytest
 import torch
-
-import aeclust.train
 from conftest import tiny_config
 
+import aeclust.train
 from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
 from aeclust.config import ModelConfig
 from aeclust.losses import nt_xent_loss

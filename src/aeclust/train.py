@@ -83,10 +83,11 @@ def check_views(model: ModelConfig) -> None:
         return
     factor = 2 ** (len(model.widths) - 1)  # how much the residual encoder shrinks a side
     multiple = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+    no_small_views = "small_views=0 for none"
     if model.view_size:
         what, way_out = f"model view_size={model.view_size}", "view_size=0 for full-size views"
     else:
-        what, way_out = f"model small_views={model.small_views}", "small_views=0 for none"
+        what, way_out = f"model small_views={model.small_views}", no_small_views
     if not model.contrastive or model.arch != "resnet":
         problem = "contrastive views of a resnet model; this model has " + (
             f"arch {model.arch}" if model.contrastive else "no contrastive views"
@@ -96,9 +97,9 @@ def check_views(model: ModelConfig) -> None:
     elif model.view_size < 0 or model.view_size % factor:
         problem = multiple
     elif model.small_views and (model.small_view_size <= 0 or model.small_view_size % factor):
-        what, problem, way_out = f"model small_view_size={model.small_view_size}", multiple, "small_views=0 for none"
+        what, problem, way_out = f"model small_view_size={model.small_view_size}", multiple, no_small_views
     elif model.small_views and not 0 < model.small_crop_area < model.min_crop_area:
-        what, way_out = f"model small_crop_area={model.small_crop_area}", "small_views=0 for none"
+        what, way_out = f"model small_crop_area={model.small_crop_area}", no_small_views
         problem = f"a share between 0 and min_crop_area ({model.min_crop_area}), where the full views' crops begin"
     else:
         return
