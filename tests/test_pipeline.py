@@ -77,7 +77,7 @@ def test_impossible_refinement_settings_are_refused_before_training(small_set, t
     "settings, message",
     [
         (dict(view_size=20), "view_size=20: expected a positive multiple of 8"),
-        (dict(view_size=24, rotate_views=True, small_views=1), "view_size=24: expected rotation predicted on a separately rotated"),
+        (dict(view_size=24, rotate_views=True, small_views=1), "small_views=1: expected rotation predicted on a separately rotated"),
         (dict(view_size=24, contrastive=False), "view_size=24: expected contrastive views .* no contrastive views"),
         (dict(view_size=24, arch="baseline"), "view_size=24: expected contrastive views .* arch baseline"),
         (dict(small_views=2, small_view_size=12), "small_view_size=12: expected a positive multiple of 8"),

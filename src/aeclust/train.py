@@ -77,11 +77,16 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def encoder_factor(model: ModelConfig) -> int:
+    """How much the residual encoder shrinks a side."""
+    return 2 ** (len(model.widths) - 1)
+
+
 def check_views(model: ModelConfig) -> None:
     """Views of another size than the image's need a decoder that gives back any size and heads that pool."""
     if not model.view_size and not model.small_views:
         return
-    factor = 2 ** (len(model.widths) - 1)  # how much the residual encoder shrinks a side
+    factor = encoder_factor(model)
     multiple = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
     no_small_views = "small_views=0 for none"
     if model.view_size:
@@ -92,10 +97,11 @@ def check_views(model: ModelConfig) -> None:
         problem = "contrastive views of a resnet model; this model has " + (
             f"arch {model.arch}" if model.contrastive else "no contrastive views"
         )
-    elif model.rotate_views:  # its head reads a full-size latent grid; turned views would meet unturned small ones
-        problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
     elif model.view_size < 0 or model.view_size % factor:
         problem = multiple
+    elif model.small_views and model.rotate_views:  # turned full views would meet small views left unturned
+        what, way_out = f"model small_views={model.small_views}", no_small_views
+        problem = "rotation predicted on a separately rotated full-size batch (rotate_views=false)"
     elif model.small_views and (model.small_view_size <= 0 or model.small_view_size % factor):
         what, problem, way_out = f"model small_view_size={model.small_view_size}", multiple, no_small_views
     elif model.small_views and not 0 < model.small_crop_area < model.min_crop_area:
@@ -119,6 +125,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = create_autoencoder(config.model, images.image_size).to(memory_format=torch.channels_last)
         channels, side, _ = self.model.latent_shape
+        if config.model.rotate_views and config.model.view_size:  # the head reads the turned views' smaller grid
+            side = config.model.view_size // encoder_factor(config.model)
         self.rotation_head = RotationHead(channels * side * side) if config.model.rotation else None
         self.projection_head = ProjectionHead(channels, channels) if config.model.contrastive else None
         self.heads = {"rotation": self.rotation_head, "projection": self.projection_head}
