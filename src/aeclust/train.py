@@ -30,7 +30,7 @@ from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.io import load_checked, remove_stale_temporaries, torch_save_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of
 from aeclust.losses import nt_xent_loss
-from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch
+from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch, shrink_factor
 
 CHECKPOINT_KIND = "aeclust-checkpoint"
 LAST_CHECKPOINT = "last.pt"
@@ -77,16 +77,11 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def encoder_factor(model: ModelConfig) -> int:
-    """How much the residual encoder shrinks a side."""
-    return 2 ** (len(model.widths) - 1)
-
-
 def check_views(model: ModelConfig) -> None:
     """Views of another size than the image's need a decoder that gives back any size and heads that pool."""
     if not model.view_size and not model.small_views:
         return
-    factor = encoder_factor(model)
+    factor = shrink_factor(model.widths)
     multiple = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
     no_small_views = "small_views=0 for none"
     if model.view_size:
@@ -126,7 +121,7 @@ class Trainer:
         self.model = create_autoencoder(config.model, images.image_size).to(memory_format=torch.channels_last)
         channels, side, _ = self.model.latent_shape
         if config.model.rotate_views and config.model.view_size:  # the head reads the turned views' smaller grid
-            side = config.model.view_size // encoder_factor(config.model)
+            side = config.model.view_size // shrink_factor(config.model.widths)
         self.rotation_head = RotationHead(channels * side * side) if config.model.rotation else None
         self.projection_head = ProjectionHead(channels, channels) if config.model.contrastive else None
         self.heads = {"rotation": self.rotation_head, "projection": self.projection_head}

@@ -8,11 +8,11 @@ from aeclust.config import ModelConfig
 from aeclust.errors import unknown_name
 from aeclust.models.baseline import BaselineAutoencoder
 from aeclust.models.heads import ProjectionHead, RotationHead, rotate_batch
-from aeclust.models.resnet import ACTIVATIONS, NORMS, ResNetAutoencoder
+from aeclust.models.resnet import ACTIVATIONS, NORMS, ResNetAutoencoder, shrink_factor
 
 ARCHITECTURES = {"baseline": BaselineAutoencoder, "resnet": ResNetAutoencoder}
 
-__all__ = ["ARCHITECTURES", "BaselineAutoencoder", "ProjectionHead", "ResNetAutoencoder", "RotationHead", "create_autoencoder", "rotate_batch"]
+__all__ = ["ARCHITECTURES", "BaselineAutoencoder", "ProjectionHead", "ResNetAutoencoder", "RotationHead", "create_autoencoder", "rotate_batch", "shrink_factor"]
 
 
 def create_autoencoder(config: ModelConfig, image_size: int = 32) -> nn.Module:

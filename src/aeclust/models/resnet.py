@@ -11,6 +11,11 @@ NORMS = {"batch": nn.BatchNorm2d, "group": lambda c: nn.GroupNorm(min(8, c), c),
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
 
 
+def shrink_factor(widths: tuple[int, ...]) -> int:
+    """How much the encoder shrinks a side: each width after the first halves it."""
+    return 2 ** (len(widths) - 1)
+
+
 class ResidualBlock(nn.Module):
     """conv3×3 → norm → act → conv3×3 → norm, added to the input, then act."""
 
@@ -79,5 +84,5 @@ class ResNetAutoencoder(Autoencoder):
             up += [SubPixelUpsample(c_in, c_out, norm, activation)] + blocks(c_out, count)
         up += [nn.Conv2d(widths[0], 3, 3, padding=1), nn.Tanh()]
         self.decoder = nn.Sequential(*up)
-        side = image_size // 2 ** (len(widths) - 1)
+        side = image_size // shrink_factor(widths)
         self.latent_shape = (widths[-1], side, side)
