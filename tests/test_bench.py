@@ -120,3 +120,67 @@ def test_speed_reuses_a_finished_run_only_while_its_preset_is_unchanged(speed, t
     monkeypatch.setattr(speed, "preset", lambda name: changed)
     with pytest.raises(SystemExit, match="holds a run with other settings than contrastive has now"):
         speed.timed_run("contrastive", tmp_path, reuse=True)
+
+
+@pytest.fixture()
+def kway():
+    return load_bench("kway.py")
+
+
+@pytest.fixture()
+def cifar_like_archive(tmp_path):
+    """A .tar.gz of 10 class folders of 10 PNGs each, as the CIFAR-10 JPEG export is laid out; each class a colour."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    path = tmp_path / "cifar.tar.gz"
+    rng = np.random.default_rng(0)
+    with tarfile.open(path, "w:gz") as tar:
+        for number, name in enumerate(("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")):
+            for i in range(10):
+                pixels = np.clip(rng.normal(25 * number, 5, (32, 32, 3)), 0, 255).astype(np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="PNG")
+                info = tarfile.TarInfo(f"cifar10-train/{name}/{i:04d}.png")
+                info.size = len(buffer.getvalue())
+                tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    return path
+
+
+def test_kway_sets_hold_the_chosen_classes_in_the_chosen_shares(kway, cifar_like_archive, tmp_path):
+    kway.build_subsets(cifar_like_archive, tmp_path, ["cifar10", "five", "uneven3"], per_class=10)
+    ten = load_images(tmp_path / "sets" / "cifar10-10pc")
+    assert np.bincount(ten.train_labels).tolist() == [10] * 10
+    assert np.bincount(load_images(tmp_path / "sets" / "five-10pc").train_labels).tolist() == [10] * 5
+    uneven = load_images(tmp_path / "sets" / "uneven3-10pc")
+    assert np.bincount(uneven.train_labels).tolist() == [7, 2, 1]  # cat, ship, frog at 70 / 20 / 10 %
+    # each class's colour says which class an image came from: labels follow their images through the shuffle
+    assert np.array_equal(np.rint(ten.train_images.mean(axis=(1, 2, 3)) / 25), ten.train_labels)
+
+
+def test_kway_prints_every_set_with_its_anchors_and_passes_k_to_the_models(
+    kway, cifar_like_archive, tmp_path, monkeypatch, capsys
+):
+    calls = []
+
+    def fake_run(name, data, seed, epochs, out, images, settings):
+        calls.append((name, settings))
+        return kway.pixel_kmeans(images, len(np.unique(images.train_labels)), seed)
+
+    monkeypatch.setattr(kway, "run_or_read", fake_run)
+    monkeypatch.setattr(
+        "sys.argv",
+        ["kway.py", str(cifar_like_archive), "--sets", "cifar10", "uneven3", "--per-class", "10", "--seeds", "0", "1",
+         "--set", "train.epochs=3", "--out", str(tmp_path)],
+    )  # fmt: skip
+    kway.main()
+    out = capsys.readouterr().out
+    assert "cifar10: 100 images, k = 10" in out and "uneven3: 10 images, k = 3" in out
+    assert "true shares %: 70 / 20 / 10" in out
+    assert out.count("| pixels |") == 2 and out.count("| 2 |") == 6  # three methods × two sets, two seeds each
+    # colour-coded classes are separable from the pixels alone
+    assert "| pixels | 1.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 |" in out
+    assert ("baseline", ["cluster.k=10"]) in calls
+    assert ("contrastive", ["cluster.k=10", "train.epochs=3"]) in calls and ("contrastive", ["cluster.k=3", "train.epochs=3"]) in calls

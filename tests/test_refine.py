@@ -211,3 +211,38 @@ def test_remining_takes_the_neighbours_of_the_refined_encoder(small_set, tmp_pat
     remined.fit(log=lambda _: None, until=1)
     expected = nearest_neighbours(aeclust.refine.encode_pooled(remined.model, remined.inputs), 5)
     assert torch.equal(remined.neighbours, expected) and not torch.equal(remined.neighbours, first)
+
+
+def test_prior_balance_holds_uneven_shares_where_the_entropy_term_pulls_them_even():
+    counts = [70, 20, 10]  # a batch that puts 70 % of its images in cluster 0, 20 % in 1 and 10 % in 2
+    logits = torch.cat([torch.full((n, 3), -1.0).index_fill_(1, torch.tensor([c]), 1.0) for c, n in enumerate(counts)])
+    logits.requires_grad_(True)
+    clusters = np.repeat([0, 1, 2], counts)
+    assert torch.allclose(aeclust.refine.target_shares(clusters, 3, "prior"), torch.tensor([71.0, 21.0, 11.0]) / 103)
+    assert aeclust.refine.target_shares(clusters, 3, "uniform") is None
+
+    def growth_of_cluster_0(weight, target=None):
+        logits.grad = None
+        scan_loss(logits, logits.detach(), weight, target).backward()
+        return -logits.grad[:, 0].sum().item()  # gradient descent raises cluster 0's logits by this much
+
+    consistency_alone = growth_of_cluster_0(0.0)
+    # SCAN's entropy term shrinks the big cluster; KL to the batch's own shares leaves it where it is.
+    assert growth_of_cluster_0(5.0) - consistency_alone < -0.1
+    own_shares = logits.softmax(1).mean(0).detach()
+    assert growth_of_cluster_0(5.0, own_shares) == pytest.approx(consistency_alone, abs=1e-5)
+    # With uniform targets the KL form is the entropy form plus the constant log k.
+    even = torch.full((3,), 1 / 3)
+    assert scan_loss(logits, logits, 5.0, even).item() == pytest.approx(
+        scan_loss(logits, logits, 5.0).item() + 5.0 * np.log(3), abs=1e-4
+    )
+
+
+def test_an_unknown_balance_is_refused_before_training(small_set, tmp_path):
+    from aeclust.errors import ConfigError
+
+    config = tiny_config()
+    config.refine.epochs, config.refine.balance = 1, "even"
+    with pytest.raises(ConfigError, match="refine balance"):
+        run(config, tmp_path / "run", images=small_set)
+    assert not (tmp_path / "run").exists()

@@ -78,7 +78,10 @@ class RefineConfig:
 
     epochs: int = 0
     neighbours: int = 20  # each image is pulled towards the cluster of one of its nearest neighbours in latent space
-    entropy_weight: float = 5.0  # keeps every cluster in use
+    entropy_weight: float = 5.0  # weight of the balance term, which keeps every cluster in use
+    # What the balance term pulls the cluster sizes towards: "uniform" (SCAN's entropy term: 1/k each), or "prior"
+    # (the clustering stage's own cluster sizes, so uneven groups can stay uneven).
+    balance: str = "uniform"
     lr: float = 1e-4  # for a copy of the encoder
     head_lr: float = 1e-3  # for the k-way head that starts at the clustering stage's centroids
     batch_size: int = 256

@@ -22,7 +22,7 @@ from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
-from aeclust.refine import NeighbourRefiner
+from aeclust.refine import BALANCES, NeighbourRefiner
 from aeclust.train import SCHEDULES, Trainer, check_views, log
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
@@ -61,6 +61,7 @@ def check_names(config: RunConfig) -> None:
         ("reducer", cluster.reducer, REDUCERS),
         ("embedder", cluster.embedder, EMBEDDERS),
         ("clusterer", cluster.clusterer, CLUSTERERS),
+        ("refine balance", config.refine.balance, BALANCES),
     ):
         if name not in known:
             raise unknown_name(kind, name, list(known))

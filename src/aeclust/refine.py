@@ -26,6 +26,7 @@ from aeclust.augment import contrastive_view
 from aeclust.config import FORMAT_VERSION, RunConfig
 from aeclust.data import ImageSet
 from aeclust.embed import INFERENCE_BATCH, to_model_input
+from aeclust.errors import unknown_name
 from aeclust.io import load_checked, torch_save_atomic
 
 REFINE_CHECKPOINT = "refine.pt"
@@ -83,13 +84,41 @@ def head_from_clusters(features: torch.Tensor, clusters: np.ndarray, k: int) -> 
     return head
 
 
-def scan_loss(anchor_logits: torch.Tensor, partner_logits: torch.Tensor, entropy_weight: float) -> torch.Tensor:
-    """−log ⟨p(anchor), p(neighbour)⟩, minus entropy_weight × the entropy of the batch's mean cluster share."""
+def scan_loss(
+    anchor_logits: torch.Tensor,
+    partner_logits: torch.Tensor,
+    entropy_weight: float,
+    target_shares: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """−log ⟨p(anchor), p(neighbour)⟩, plus a balance term on the batch's mean cluster share.
+
+    Without ``target_shares`` the balance term is SCAN's: minus entropy_weight × the entropy of the mean share,
+    which is smallest when every cluster takes 1/k of the images. With them it is entropy_weight × KL(mean share ‖
+    target): it keeps every cluster in use just as well, but holds the clusters at the target's (possibly uneven)
+    sizes instead of pulling them all towards 1/k. With uniform targets the two differ only by the constant log k.
+    """
     anchor, partner = anchor_logits.softmax(1), partner_logits.softmax(1)
     consistency = -torch.log((anchor * partner).sum(1).clamp_min(1e-8)).mean()
     share = anchor.mean(0)
     entropy = -(share * torch.log(share.clamp_min(1e-8))).sum()
-    return consistency - entropy_weight * entropy
+    if target_shares is None:
+        return consistency - entropy_weight * entropy
+    cross_entropy = -(share * torch.log(target_shares)).sum()
+    return consistency + entropy_weight * (cross_entropy - entropy)
+
+
+def target_shares(clusters: np.ndarray, k: int, balance: str) -> torch.Tensor | None:
+    """The cluster sizes refinement holds the clusters to, as shares: None for SCAN's uniform pull (``"uniform"``),
+    else (``"prior"``) the clustering stage's own sizes, smoothed by one image each so no target is zero."""
+    if balance == "uniform":
+        return None
+    if balance != "prior":
+        raise unknown_name("refine balance", balance, list(BALANCES))
+    counts = np.bincount(np.asarray(clusters), minlength=k).astype(np.float64) + 1.0
+    return torch.from_numpy(counts / counts.sum()).float()
+
+
+BALANCES = ("uniform", "prior")
 
 
 @dataclass
@@ -124,6 +153,7 @@ class NeighbourRefiner:
         features = encode_pooled(self.model, self.inputs)
         self.neighbours = nearest_neighbours(features, self.settings.neighbours)
         self.head = head_from_clusters(features, initial_clusters, config.cluster.k)
+        self.target_shares = target_shares(initial_clusters, config.cluster.k, self.settings.balance)
         self.optimizer = torch.optim.Adam(
             [
                 {"params": self.model.parameters(), "lr": self.settings.lr},
@@ -187,7 +217,9 @@ class NeighbourRefiner:
                 ]
             )
             logits = self.head(pooled_unit_latents(self.model, views))
-            loss = scan_loss(logits[: len(anchors)], logits[len(anchors) :], self.settings.entropy_weight)
+            loss = scan_loss(
+                logits[: len(anchors)], logits[len(anchors) :], self.settings.entropy_weight, self.target_shares
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
