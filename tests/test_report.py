@@ -26,7 +26,7 @@ from aeclust.report.table import COLUMNS, format_seconds
 
 from conftest import tiny_config
 
-FIGURES_PER_RUN = ("embedding", "training", "clusters", "confusion")
+FIGURES_PER_RUN = ("embedding", "training", "clusters", "confusion", "merge-tree")
 SECTIONS = (
     "1. Results",
     "2. The 2-D embedding",
@@ -34,6 +34,7 @@ SECTIONS = (
     "4. Training",
     "5. Inside each cluster",
     "6. Confusion matrix",
+    "7. Every cluster",
 )
 CHROMIUM = shutil.which("chromium")
 
@@ -69,10 +70,14 @@ def test_report_writes_every_file(report, run_dirs):
         for n, name in ((1, "tiny-resnet"), (2, "tiny-baseline"))
         for figure in FIGURES_PER_RUN
     }
-    assert {path.name for path in directory.iterdir()} == expected
+    browsers = {"1-tiny-resnet-browser", "2-tiny-baseline-browser"}  # each run's cluster browser
+    assert {path.name for path in directory.iterdir()} == expected | browsers
     page = report.read_text()
     sources = re.findall(r'<img src="([^"]+)"', page)
     assert sorted(sources) == sorted(expected - {"index.html", "table.md"})
+    for browser in browsers:
+        assert f'<a class="browser" href="{browser}/index.html">' in page
+        assert (directory / browser / "index.html").is_file()
     for source in sources:
         with Image.open(directory / source) as image:
             assert image.format == "PNG" and min(image.size) >= 300
@@ -180,6 +185,7 @@ def test_a_run_without_labels_still_gets_a_report(run_dirs, small_set, tmp_path)
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == [
         "1-tiny-resnet-clusters.png",
         "1-tiny-resnet-embedding.png",
+        "1-tiny-resnet-merge-tree.png",
         "1-tiny-resnet-training.png",
         "reconstructions.png",
     ]

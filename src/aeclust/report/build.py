@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from aeclust.config import RunConfig
@@ -18,6 +19,8 @@ from aeclust.io import write_text_atomic
 from aeclust.pipeline import new_run_dir, run
 from aeclust.presets import preset
 from aeclust.report import COMPARED_MODELS, DEFAULT_INDICES
+from aeclust.report.browser import write_browser
+from aeclust.report.clusters import k_selection_figure, merge_tree_figure
 from aeclust.report.figures import confusion_figure, embedding_figure, history_figure
 from aeclust.report.grids import check_indices, reconstruction_figure, typical_figure
 from aeclust.report.html import RunSection, render_page
@@ -82,16 +85,26 @@ def write_report(runs: Sequence[FinishedRun], images: ImageSet, directory: Path,
     for number, finished in enumerate(runs, start=1):
         log(f"report: drawing the figures of {finished.label} ({finished.run_dir})")
         names = class_names(finished, images)
-        stem = f"{number}-{_slug(finished.label)}"
+        stem, anchor = f"{number}-{_slug(finished.label)}", f"run-{number}"
+        browser = write_browser(
+            finished, images, names, directory / f"{stem}-browser", report_link=f"../{INDEX_FILE}#{anchor}"
+        )
         sections.append(
             RunSection(
-                anchor=f"run-{number}",
+                anchor=anchor,
                 label=finished.label,
                 details=_details(finished),
                 embedding=_save(embedding_figure(finished, images, names), directory, stem, "embedding"),
-                history=_save(history_figure(finished), directory, stem, "training"),
+                history=_save(history_figure(finished, images), directory, stem, "training"),
                 typical=_save(typical_figure(finished, images, names), directory, stem, "clusters"),
                 confusion=_save(confusion_figure(finished, images, names), directory, stem, "confusion"),
+                browser=browser.relative_to(directory).as_posix(),
+                clusters=len(np.unique(finished.train_clusters)),
+                merge_tree=_save(
+                    merge_tree_figure(finished, images.train_labels, names), directory, stem, "merge-tree"
+                ),
+                k_choice=_save(k_selection_figure(finished), directory, stem, "k-choice"),
+                k_reason=finished.k_selection.reason if finished.k_selection is not None else None,
             )
         )
     log("report: drawing the reconstructions")

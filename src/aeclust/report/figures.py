@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from sklearn.decomposition import PCA
 
 from aeclust.data import ImageSet
 from aeclust.metrics import matching
@@ -17,6 +19,9 @@ from aeclust.report.style import OKABE_ITO, SEQUENTIAL_MAP, class_name, colour, 
 
 EMBEDDER_AXES = {"tsne": "t-SNE", "sklearn-tsne": "t-SNE", "umap": "UMAP"}
 MSE_COLOUR, ACCURACY_COLOUR = OKABE_ITO[0], OKABE_ITO[5]  # blue and vermillion: apart in hue and in lightness
+# A legend past twenty entries is taller than the plot and its colours no longer tell groups apart; past ten
+# groups each group's name is also written at its centre, and past twenty only there.
+LEGEND_LIMIT, CENTRE_LABELS_FROM = 20, 11
 
 
 def embedding_split(run: FinishedRun, images: ImageSet) -> tuple[str, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -44,31 +49,57 @@ def cluster_colours(labels: np.ndarray | None, clusters: np.ndarray) -> tuple[di
 
 
 def _scatter_groups(
-    axes: Axes, points: np.ndarray, groups: np.ndarray, names: dict[int, str], colours: dict[int, int]
+    axes: Axes,
+    points: np.ndarray,
+    groups: np.ndarray,
+    names: dict[int, str],
+    colours: dict[int, int],
+    palette_size: int,
+    short_names: dict[int, str],
 ) -> None:
+    """One scatter per group; past :data:`CENTRE_LABELS_FROM` groups each also named at its median point."""
     for group in sorted(names):
         member = groups == group
         palette_index = colours[group]
         axes.scatter(
             points[member, 0],
             points[member, 1],
-            s=9,
+            s=9 if len(points) < 5000 else 4,
             alpha=0.75,
             linewidths=0,
-            color=colour(palette_index),
-            marker=marker(palette_index),
+            color=colour(palette_index, palette_size),
+            marker=marker(palette_index, palette_size),
             label=f"{names[group]} ({int(member.sum())})",
         )
+    if len(names) >= CENTRE_LABELS_FROM:
+        # The median, not the mean: a cluster split in two pieces still gets its label on one of them.
+        outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+        for group in sorted(names):
+            member = groups == group
+            if member.any():
+                x, y = np.median(points[member], axis=0)
+                axes.text(x, y, short_names[group], fontsize=8, ha="center", va="center", path_effects=outline)
+
+
+def _legend_columns(entries: int) -> int:
+    return min(entries, 3) if entries <= 6 else 2  # long names ("cluster 12 ≈ automobile (804)") fit two abreast
+
+
+def _legend_rows(entries: int) -> int:
+    return 0 if entries > LEGEND_LIMIT else math.ceil(entries / _legend_columns(entries))
 
 
 def _legend_below(axes: Axes, title: str, entries: int) -> None:
+    if entries > LEGEND_LIMIT:
+        return  # every group is named at its centre instead
     axes.legend(
         title=title,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.13),
-        ncol=min(entries, 3),
+        ncol=_legend_columns(entries),
         markerscale=2.2,
         frameon=False,
+        fontsize="medium" if entries <= 6 else "small",
     )
 
 
@@ -83,19 +114,31 @@ def embedding_figure(run: FinishedRun, images: ImageSet, names: list[str] | None
         space = f"first two principal components of the {embedding.shape[1]}-D clustered space"
         embedding, axis_name = PCA(n_components=2, random_state=0).fit_transform(embedding), "principal component"
     panels = 2 if labels is not None else 1
-    figure = new_figure(5.4 * panels, 5.6)
+    entries = [len(np.unique(clusters))] + ([] if labels is None else [len(np.unique(labels))])
+    legend_rows = max(_legend_rows(count) for count in entries)
+    # A long legend gets room of its own below the plots, which keep their size.
+    figure = new_figure(5.4 * panels, 5.6 + 0.2 * max(0, legend_rows - 2))
     axes = figure.subplots(1, panels, sharex=True, sharey=True, squeeze=False)[0]
     colour_of, matched = cluster_colours(labels, clusters)
+    # One palette for both panels, big enough for every class and every unmatched cluster, so that a class
+    # and the cluster matched to it share a colour.
+    palette_size = max(colour_of.values()) + 1
     if labels is not None:
         classes = {int(c): class_name(names, int(c)) for c in np.unique(labels)}
-        _scatter_groups(axes[0], embedding, labels, classes, {c: c for c in classes})
+        _scatter_groups(axes[0], embedding, labels, classes, {c: c for c in classes}, palette_size, classes)
         axes[0].set_title(f"coloured by true class ({split})")
         _legend_below(axes[0], "true class", len(classes))
     cluster_names = {
         c: f"cluster {c} ≈ {class_name(names, matched[c])}" if c in matched else f"cluster {c}" for c in colour_of
     }
-    _scatter_groups(axes[-1], embedding, clusters, cluster_names, colour_of)
-    axes[-1].set_title(f"coloured by predicted cluster ({run.config.cluster.clusterer})")
+    _scatter_groups(
+        axes[-1], embedding, clusters, cluster_names, colour_of, palette_size, {c: str(c) for c in colour_of}
+    )
+    shown = len(cluster_names) if len(cluster_names) == run.k else f"{len(cluster_names)} of the {run.k}"
+    title = f"coloured by predicted cluster ({run.config.cluster.clusterer}, {shown} clusters)"
+    if len(cluster_names) > LEGEND_LIMIT:
+        title += "\neach cluster's number at its centre"
+    axes[-1].set_title(title)
     _legend_below(
         axes[-1], "predicted cluster (≈ matched class)" if matched else "predicted cluster", len(cluster_names)
     )
@@ -106,8 +149,17 @@ def embedding_figure(run: FinishedRun, images: ImageSet, names: list[str] | None
     return figure
 
 
-def history_figure(run: FinishedRun) -> Figure:
-    """Train MSE (left axis) and val accuracy (right axis) at every checkpoint."""
+def accuracy_rule(classes: int, k: int) -> str:
+    """How accuracy is scored for this many classes and clusters (as :func:`aeclust.metrics.accuracy_of` does)."""
+    return "max(acc, 1 − acc)" if classes == 2 and k <= 2 else "Hungarian-matched"
+
+
+def history_figure(run: FinishedRun, images: ImageSet | None = None) -> Figure:
+    """Train MSE (left axis) and val accuracy (right axis) at every checkpoint.
+
+    With the val labels at hand, the accuracy axis also shows the largest class's share: what a clustering
+    blind to the images reaches (everything in one cluster), 0.5 for two even classes but 0.1 for ten.
+    """
     figure = new_figure(7.5, 4.6)
     axes = figure.subplots()
     epochs = [record.epoch for record in run.history]
@@ -120,14 +172,27 @@ def history_figure(run: FinishedRun) -> Figure:
     axes.tick_params(axis="y", colors=MSE_COLOUR)
     if any(not math.isnan(value) for value in val_accuracy):
         twin = axes.twinx()
+        val_labels = images.val_labels if images is not None else None
+        rule = f", {accuracy_rule(len(np.unique(val_labels)), run.k)}" if val_labels is not None else ""
         handles += twin.plot(
             epochs,
             val_accuracy,
             color=ACCURACY_COLOUR,
             marker="s",
             linestyle="--",
-            label="val accuracy of the whole clustering pipeline",
+            label=f"val accuracy of the whole clustering pipeline (k = {run.k}{rule})",
         )
+        if val_labels is not None:
+            chance = np.bincount(np.unique(val_labels, return_inverse=True)[1]).max() / len(val_labels)
+            handles.append(
+                twin.axhline(
+                    chance,
+                    color=ACCURACY_COLOUR,
+                    linestyle=":",
+                    linewidth=1.2,
+                    label=f"largest class's share of val ({chance:.2f}): a clustering blind to the images",
+                )
+            )
         twin.set_ylabel("val accuracy", color=ACCURACY_COLOUR)
         twin.tick_params(axis="y", colors=ACCURACY_COLOUR)
     else:
@@ -144,7 +209,34 @@ def history_figure(run: FinishedRun) -> Figure:
     return figure
 
 
-def _confusion_panel(axes: Axes, labels: np.ndarray, clusters: np.ndarray, k: int, names: list[str] | None, title: str):
+@dataclass(frozen=True)
+class MatrixLayout:
+    """How big a confusion matrix's cells are drawn and what they say, by how many rows and columns it has."""
+
+    column_inches: float
+    row_inches: float
+    cell_text: str  # "count and share", "count" or "" (colour alone)
+    fontsize: float
+    side_by_side: bool  # val and train panels beside each other, else one above the other
+
+
+def matrix_layout(rows: int, columns: int) -> MatrixLayout:
+    """Numbers in cells while they fit: two lines up to 12 rows and columns, the count alone up to 25, then none.
+
+    Past 12 columns the panels are stacked, so a 50-cluster matrix stays about 12 inches wide and its tick labels
+    stay legible when the page scales the figure to its width.
+    """
+    cells = max(rows, columns)
+    if cells <= 12:
+        return MatrixLayout(1.1, 0.8, "count and share", 9, True)
+    if cells <= 25:
+        return MatrixLayout(0.42, 0.42, "count", 6.5, False)
+    return MatrixLayout(0.19, 0.3, "", 0, False)
+
+
+def _confusion_panel(
+    axes: Axes, labels: np.ndarray, clusters: np.ndarray, k: int, names: list[str] | None, title: str
+):
     classes = np.unique(labels)
     matched = matching(labels, clusters)
     # Columns in the order of their matched classes, so agreement runs down the diagonal; unmatched clusters last.
@@ -156,24 +248,36 @@ def _confusion_panel(axes: Axes, labels: np.ndarray, clusters: np.ndarray, k: in
     column_of = {c: column for column, c in enumerate(cluster_ids)}
     counts = np.zeros((len(classes), len(cluster_ids)), dtype=np.int64)
     np.add.at(counts, (np.searchsorted(classes, labels), [column_of[int(c)] for c in clusters]), 1)
+    layout = matrix_layout(*counts.shape)
     image = axes.imshow(counts, cmap=SEQUENTIAL_MAP, vmin=0, aspect="auto")
     row_totals = counts.sum(axis=1, keepdims=True)
     threshold = counts.max() / 2
     for (row, column), count in np.ndenumerate(counts):
+        if not layout.cell_text:
+            break
         share = count / row_totals[row, 0] if row_totals[row, 0] else 0.0
         axes.text(
             column,
             row,
-            f"{count}\n{share:.0%}",
+            f"{count}\n{share:.0%}" if layout.cell_text == "count and share" else str(count),
             ha="center",
             va="center",
-            fontsize=9,
+            fontsize=layout.fontsize,
             color="black" if count > threshold else "white",  # cividis is light at the top, dark at the bottom
         )
     axes.set_xticks(range(len(cluster_ids)))
-    axes.set_xticklabels([f"{c}\n≈ {class_name(names, matched[c])}" if c in matched else str(c) for c in cluster_ids])
+    if layout.side_by_side:
+        axes.set_xticklabels(
+            [f"{c}\n≈ {class_name(names, matched[c])}" if c in matched else str(c) for c in cluster_ids]
+        )
+    else:  # too narrow for two lines across: one line, turned upright
+        axes.set_xticklabels(
+            [f"{c} ≈ {class_name(names, matched[c])}" if c in matched else str(c) for c in cluster_ids],
+            rotation=90,
+            fontsize=8,
+        )
     axes.set_yticks(range(len(classes)))
-    axes.set_yticklabels([class_name(names, int(c)) for c in classes])
+    axes.set_yticklabels([class_name(names, int(c)) for c in classes], fontsize=None if layout.side_by_side else 8)
     axes.set_xlabel("predicted cluster (≈ matched class)")
     axes.set_ylabel("true class")
     axes.set_title(title)
@@ -191,10 +295,20 @@ def confusion_figure(run: FinishedRun, images: ImageSet, names: list[str] | None
         )
     if not panels:
         return None
-    size = max(len(np.unique(panels[0][1])), run.config.cluster.k)
-    figure = new_figure(max(4.8, 1.1 * size + 2.6) * len(panels), max(4.2, 0.8 * size + 2.4))
-    for axes, (title, labels, clusters) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
-        image = _confusion_panel(axes, labels, clusters, run.config.cluster.k, names, title)
+    rows = max(len(np.unique(labels)) for _, labels, _ in panels)
+    columns = max(run.k, *(int(clusters.max()) + 1 for _, _, clusters in panels))
+    layout = matrix_layout(rows, columns)
+    panel_width = max(4.8, layout.column_inches * columns + 2.6)
+    panel_height = max(3.6, layout.row_inches * rows + (2.4 if layout.side_by_side else 3.0))
+    across, down = (len(panels), 1) if layout.side_by_side else (1, len(panels))
+    figure = new_figure(panel_width * across, panel_height * down)
+    for axes, (title, labels, clusters) in zip(figure.subplots(down, across, squeeze=False).flat, panels):
+        image = _confusion_panel(axes, labels, clusters, run.k, names, title)
         figure.colorbar(image, ax=axes, label="images (count)", shrink=0.85)
-    figure.suptitle(f"{run.label}: confusion matrix (cell: images, and share of the true class)")
+    what = {
+        "count and share": "cell: images, and share of the true class",
+        "count": "cell: images",
+        "": "colour: images; too many cells to number",
+    }[layout.cell_text]
+    figure.suptitle(f"{run.label}: confusion matrix ({what})")
     return figure

@@ -19,6 +19,9 @@ from aeclust.report.style import UNKNOWN_GREY, class_name, colour, new_figure
 from aeclust.train import load_model
 
 GRID_ROWS, GRID_COLUMNS = 3, 8  # images per grid: enough to see a pattern, small enough to read at a glance
+# Past ten clusters each grid is one row: 50 clusters of three rows would make a figure 140 inches tall, and the
+# cluster browser shows every image anyway.
+MANY_CLUSTERS = 10
 FRAME, GAP = 3, 3  # pixels: a frame coloured by the true class, and white space between images
 
 
@@ -106,38 +109,78 @@ def montage(pictures: np.ndarray, frame_colours: Sequence[str], columns: int) ->
     return canvas
 
 
+def _cluster_name(cluster: int, matched: dict[int, int], names: list[str] | None) -> str:
+    return f"cluster {cluster}" + (f" ≈ {class_name(names, matched[cluster])}" if cluster in matched else "")
+
+
 def typical_figure(run: FinishedRun, images: ImageSet, names: list[str] | None) -> Figure:
-    """For each train cluster, its most typical images beside its least typical ones, framed by true class."""
+    """For each train cluster, its most typical images beside its least typical ones, framed by true class.
+
+    Up to :data:`MANY_CLUSTERS` clusters, a titled grid of three rows per cluster and side; past that one row
+    per cluster, all clusters stacked into a single picture per side (a hundred small axes would take seconds
+    to lay out), each row named on the left.
+    """
     labels = images.train_labels
     clusters = run.train_clusters
     cluster_ids = [int(c) for c in np.unique(clusters)]
     matched = matching(labels, clusters) if labels is not None else {}
-    per_grid = GRID_ROWS * GRID_COLUMNS
-    figure = new_figure(2 * GRID_COLUMNS * 0.62 + 1.6, len(cluster_ids) * (GRID_ROWS * 0.62 + 0.9) + 1.2)
-    grid = figure.subplots(len(cluster_ids), 2, squeeze=False)
-    for row, cluster in enumerate(cluster_ids):
+    many = len(cluster_ids) > MANY_CLUSTERS
+    per_grid = (1 if many else GRID_ROWS) * GRID_COLUMNS
+    classes = [int(c) for c in np.unique(labels)] if labels is not None else []
+    palette_size = max(classes, default=0) + 1
+
+    def grids(cluster: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cluster's most and least typical images, each as a framed montage."""
         order = typicality_order(run.train_embedding, clusters, cluster)
-        size = len(order)
-        name = f"cluster {cluster}" + (f" ≈ {class_name(names, matched[cluster])}" if cluster in matched else "")
-        for axes, chosen, which, reading in (
-            (grid[row, 0], order[:per_grid], "most typical", "closest to the centre first →"),
-            (grid[row, 1], order[::-1][:per_grid], "least typical", "farthest from the centre first →"),
-        ):
-            frames = [colour(int(labels[i])) if labels is not None else UNKNOWN_GREY for i in chosen]
-            axes.imshow(montage(images.train_images[chosen], frames, GRID_COLUMNS), interpolation="nearest")
+        return tuple(
+            montage(
+                images.train_images[chosen],
+                [colour(int(labels[i]), palette_size) if labels is not None else UNKNOWN_GREY for i in chosen],
+                GRID_COLUMNS,
+            )
+            for chosen in (order[:per_grid], order[::-1][:per_grid])
+        )
+
+    sides = (("most typical", "closest to the centre first →"), ("least typical", "farthest from the centre first →"))
+    sizes = np.bincount(clusters)
+
+    def size_of(cluster: int, separator: str = " ") -> str:
+        count = sizes[cluster]
+        return f"{count} image{'' if count == 1 else 's'}{separator}({count / len(clusters):.0%})"
+
+    if many:
+        figure = new_figure(2 * GRID_COLUMNS * 0.62 + 2.6, len(cluster_ids) * 0.7 + 1.4)
+        pairs = [grids(cluster) for cluster in cluster_ids]
+        row_gap = 4 * GAP  # wider than the gaps inside a row, so each cluster's row reads as one
+        height = pairs[0][0].shape[0] + row_gap
+        for side, ((which, reading), axes) in enumerate(zip(sides, figure.subplots(1, 2))):
+            rows = [np.pad(pair[side], ((0, row_gap), (0, 0), (0, 0)), constant_values=255) for pair in pairs]
+            axes.imshow(np.concatenate(rows)[:-row_gap], interpolation="nearest")
             axes.set_xticks([])
-            axes.set_yticks([])
-            axes.set_title(f"{name}: {which}", fontsize=10)
-            axes.set_xlabel(reading, fontsize=8)
-        grid[row, 0].set_ylabel(f"cluster {cluster}\n{size} images\n({size / len(clusters):.0%})", fontsize=9)
+            axes.set_yticks([row * height + (height - row_gap) / 2 for row in range(len(cluster_ids))])
+            tick_labels = [f"{_cluster_name(cluster, matched, names)}\n{size_of(cluster)}" for cluster in cluster_ids]
+            axes.set_yticklabels(tick_labels if side == 0 else [], fontsize=8)
+            axes.tick_params(axis="y", length=0)
+            axes.set_title(f"{which} ({reading})", fontsize=10)
+    else:
+        figure = new_figure(2 * GRID_COLUMNS * 0.62 + 1.6, len(cluster_ids) * (GRID_ROWS * 0.62 + 0.9) + 1.2)
+        grid = figure.subplots(len(cluster_ids), 2, squeeze=False)
+        for row, cluster in enumerate(cluster_ids):
+            name = _cluster_name(cluster, matched, names)
+            for axes, picture, (which, reading) in zip(grid[row], grids(cluster), sides):
+                axes.imshow(picture, interpolation="nearest")
+                axes.set_xticks([])
+                axes.set_yticks([])
+                axes.set_title(f"{name}: {which}", fontsize=10)
+                axes.set_xlabel(reading, fontsize=8)
+            grid[row, 0].set_ylabel(f"cluster {cluster}\n" + size_of(cluster, separator="\n"), fontsize=9)
     if labels is not None:
-        classes = [int(c) for c in np.unique(labels)]
-        handles = [Patch(color=colour(c), label=class_name(names, c)) for c in classes]
+        handles = [Patch(color=colour(c, palette_size), label=class_name(names, c)) for c in classes]
         figure.legend(
             handles=handles,
             title="frame: true class (answer key)",
             loc="outside lower center",
-            ncol=min(len(handles), 5),
+            ncol=min(len(handles), 5 if len(handles) <= 10 else 8),
         )
     else:
         figure.legend(

@@ -34,6 +34,11 @@ class RunSection:
     history: str
     typical: str
     confusion: str | None
+    browser: str  # the cluster browser's overview page
+    clusters: int
+    merge_tree: str | None = None  # None for a single cluster
+    k_choice: str | None = None  # only when k was chosen automatically
+    k_reason: str | None = None
 
 
 def _figure(source: str, alt: str, caption: str) -> str:
@@ -62,6 +67,31 @@ def _per_run(sections: Sequence[RunSection], figure: str, alt: str, caption: str
     return "\n".join(parts)
 
 
+def _cluster_parts(sections: Sequence[RunSection]) -> str:
+    """Part 7, per run: the link to its cluster browser, its merge tree and, when k was chosen, how."""
+    parts = []
+    for section in sections:
+        parts.append(f"<h3>{escape(section.label)}</h3>")
+        parts.append(
+            f'<p><a class="browser" href="{escape(section.browser)}">Browse all {section.clusters} clusters</a>: '
+            "every train image, cluster by cluster, with its file name (or index) on hover.</p>"
+        )
+        if section.merge_tree is not None:
+            parts.append(
+                _figure(
+                    section.merge_tree,
+                    f"{section.label}: merge tree of the clusters",
+                    "The clusters' centres joined two at a time (Ward linkage), the most alike first, nearest the "
+                    "leaves: a vertical cut further left leaves fewer, larger groups, as a smaller k would.",
+                )
+            )
+        if section.k_choice is not None:
+            parts.append(
+                _figure(section.k_choice, f"{section.label}: how k was chosen", escape(section.k_reason or ""))
+            )
+    return "\n".join(parts)
+
+
 def render_page(
     *,
     title: str,
@@ -72,10 +102,12 @@ def render_page(
     reconstructions: str,
     indices: Sequence[int],
 ) -> str:
-    """The whole page, parts 1–6 of the study's report in order."""
+    """The whole page: parts 1–6 of the study's report in order, then every cluster of each run (part 7)."""
     index_list = ", ".join(str(index) for index in indices)
     runs = "".join(
-        f'<li id="{escape(s.anchor)}"><strong>{escape(s.label)}</strong>: {escape(s.details)}</li>' for s in sections
+        f'<li id="{escape(s.anchor)}"><strong>{escape(s.label)}</strong>: {escape(s.details)} · '
+        f'<a href="{escape(s.browser)}">browse its {s.clusters} clusters</a></li>'
+        for s in sections
     )
     confusion = _per_run(
         sections,
@@ -133,6 +165,8 @@ def render_page(
         ),
         "<h2>6. Confusion matrix</h2>",
         confusion,
+        "<h2>7. Every cluster</h2>",
+        _cluster_parts(sections),
     ]
     body = "\n".join(parts)
     return (

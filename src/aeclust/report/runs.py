@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.images import load_npy
 from aeclust.errors import InputError, RunDirError
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE
+from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, PREDICTION_FILE
 from aeclust.train import LAST_CHECKPOINT, EpochRecord, read_history
 
 HISTORY_FILE = "history.csv"
@@ -22,6 +24,17 @@ TRAIN_EMBEDDING, TRAIN_CLUSTERS = "arrays/train_embedding.npy", "arrays/train_cl
 VAL_EMBEDDING, VAL_CLUSTERS = "arrays/val_embedding.npy", "arrays/val_clusters.npy"
 # What pipeline.run leaves behind once a run has finished; val arrays exist only when the data had val images.
 REQUIRED_FILES = (CONFIG_FILE, METRICS_FILE, HISTORY_FILE, CHECKPOINT, TRAIN_EMBEDDING, TRAIN_CLUSTERS)
+
+
+@dataclass
+class KSelection:
+    """How a run chose its number of clusters: ``metrics.json``'s ``k_selection``, when k was chosen automatically."""
+
+    criterion: str
+    scores: dict[int, float]  # the criterion's value at every k tried (NaN where it could not be computed)
+    chosen: int
+    reason: str
+    k_range: tuple[int, int] | None = None
 
 
 @dataclass
@@ -37,10 +50,19 @@ class FinishedRun:
     val_embedding: np.ndarray | None
     val_clusters: np.ndarray | None
     label: str
+    train_ids: list[str] | None = None  # prediction.csv's ids, one per train image, when the run has the file
+    k_selection: KSelection | None = None
 
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / CHECKPOINT
+
+    @property
+    def k(self) -> int:
+        """The number of clusters asked for, or found, whichever is more (a cluster may have come out empty)."""
+        asked = self.k_selection.chosen if self.k_selection is not None else self.config.cluster.k
+        found = int(self.train_clusters.max()) + 1
+        return max(asked, found) if isinstance(asked, int) else found
 
 
 def load_run(path: str | Path) -> FinishedRun:
@@ -85,7 +107,50 @@ def load_run(path: str | Path) -> FinishedRun:
         val_embedding,
         val_clusters,
         config.model_name,
+        train_ids=_read_ids(run_dir / PREDICTION_FILE, len(train_clusters)),
+        k_selection=_read_k_selection(metrics, run_dir / METRICS_FILE),
     )
+
+
+def _read_ids(path: Path, count: int) -> list[str] | None:
+    """The ids column of prediction.csv (file paths in the folder or archive, or indices); None without the file."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise RunDirError(f"{path}: expected aeclust's predictions (CSV), could not read it ({error})") from None
+    if not rows or rows[0] != ["id", "label"] or len(rows) - 1 != count or any(len(row) != 2 for row in rows[1:]):
+        raise RunDirError(
+            f"{path}: expected a header id,label and {count} rows of two cells, one per clustered train image; "
+            f"found {max(len(rows) - 1, 0)} rows"
+        )
+    return [row[0] for row in rows[1:]]
+
+
+def _read_k_selection(metrics: dict, path: Path) -> KSelection | None:
+    """``metrics["k_selection"]`` checked and typed, or :class:`RunDirError` saying what is wrong with it."""
+    if "k_selection" not in metrics:
+        return None
+    expected = (
+        'expected "k_selection" to hold "criterion", "scores" ({"2": value, ...}), "chosen" (one of the k in '
+        'scores) and "reason"'
+    )
+    found = metrics["k_selection"]
+    try:
+        scores = {int(k): math.nan if value is None else float(value) for k, value in found["scores"].items()}
+        selection = KSelection(
+            str(found["criterion"]), dict(sorted(scores.items())), int(found["chosen"]), str(found["reason"])
+        )
+        if "k_range" in found:
+            low, high = found["k_range"]
+            selection.k_range = (int(low), int(high))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise RunDirError(f"{path}: {expected}; could not read it ({type(error).__name__}: {error})") from None
+    if selection.chosen not in selection.scores:
+        raise RunDirError(f"{path}: {expected}; found chosen k = {selection.chosen}, not among {list(scores)}")
+    return selection
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
