@@ -246,3 +246,12 @@ def test_an_unknown_balance_is_refused_before_training(small_set, tmp_path):
     with pytest.raises(ConfigError, match="refine balance"):
         run(config, tmp_path / "run", images=small_set)
     assert not (tmp_path / "run").exists()
+
+
+def test_self_labelling_weighs_each_cluster_by_its_target_over_its_confident_share():
+    sizes = torch.tensor([60, 30, 10, 0])
+    # Uniform targets (SCAN): the inverse of each cluster's share over k; an empty cluster weighs nothing.
+    assert torch.allclose(aeclust.refine.self_label_weights(sizes, None), torch.tensor([100 / 240, 100 / 120, 100 / 40, 0]))
+    # Targets equal to the confident shares weigh every non-empty cluster alike.
+    prior = torch.tensor([0.6, 0.3, 0.1, 0.0])
+    assert torch.allclose(aeclust.refine.self_label_weights(sizes, prior), torch.tensor([1.0, 1.0, 1.0, 0.0]))

@@ -121,6 +121,13 @@ def target_shares(clusters: np.ndarray, k: int, balance: str) -> torch.Tensor | 
 BALANCES = ("uniform", "prior")
 
 
+def self_label_weights(sizes: torch.Tensor, target_shares: torch.Tensor | None) -> torch.Tensor:
+    """Per-cluster weights of the self-labelling loss: each cluster's target share (1/k without targets) over its
+    share of the confident images, so a cluster holding more than its share weighs less; 0 for an empty one."""
+    wanted = torch.full((len(sizes),), 1 / len(sizes)) if target_shares is None else target_shares
+    return torch.where(sizes > 0, wanted * sizes.sum() / sizes.clamp_min(1), 0.0).float()
+
+
 @dataclass
 class Refinement:
     train_clusters: np.ndarray
@@ -246,12 +253,12 @@ class NeighbourRefiner:
         """Cross-entropy towards the confidently held clusters, on strongly augmented views; the mean loss and how
         many confident images each cluster has.
 
-        Each cluster's term is weighted by the inverse of its share of the confident images, so that a bigger
-        cluster does not swallow the rest (as in SCAN).
+        Each cluster's term is weighted by its target share (1/k, or the balance prior's) over its share of the
+        confident images, so that a cluster grown past its size does not swallow the rest (as in SCAN).
         """
         chosen, targets = self.confident_assignments()
         sizes = torch.bincount(targets, minlength=self.head.out_features)
-        weights = torch.where(sizes > 0, len(targets) / (len(sizes) * sizes.clamp_min(1)), 0.0).float()
+        weights = self_label_weights(sizes, self.target_shares)
         self.model.train()
         batch_size, total = self.settings.batch_size, 0.0
         order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
