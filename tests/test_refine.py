@@ -255,3 +255,10 @@ def test_self_labelling_weighs_each_cluster_by_its_target_over_its_confident_sha
     # Targets equal to the confident shares weigh every non-empty cluster alike.
     prior = torch.tensor([0.6, 0.3, 0.1, 0.0])
     assert torch.allclose(aeclust.refine.self_label_weights(sizes, prior), torch.tensor([1.0, 1.0, 1.0, 0.0]))
+
+
+def test_many_small_clusters_get_fewer_neighbours_than_a_few_large_ones():
+    assert aeclust.refine.neighbour_count(20, 8500, 2) == 20  # two groups of thousands: the configured number
+    assert aeclust.refine.neighbour_count(20, 10_000, 10) == 20
+    assert aeclust.refine.neighbour_count(20, 1000, 50) == 5  # 20 images a cluster: a quarter of one
+    assert aeclust.refine.neighbour_count(20, 60, 50) == 1

@@ -67,6 +67,12 @@ def nearest_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(blocks)
 
 
+def neighbour_count(configured: int, images: int, k: int) -> int:
+    """How many nearest neighbours each image may be paired with: the configured number, but at most a quarter of
+    an average cluster, so that with many small clusters an image's neighbours still come mostly from its own."""
+    return max(1, min(configured, images // (4 * k)))
+
+
 def head_from_clusters(features: torch.Tensor, clusters: np.ndarray, k: int) -> nn.Linear:
     """A linear k-way head whose logits are scaled cosines to each cluster's centroid."""
     head = nn.Linear(features.shape[1], k)
@@ -158,7 +164,8 @@ class NeighbourRefiner:
         self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.inputs = to_model_input(images.train_images)
         features = encode_pooled(self.model, self.inputs)
-        self.neighbours = nearest_neighbours(features, self.settings.neighbours)
+        self.neighbour_count = neighbour_count(self.settings.neighbours, len(self.inputs), config.cluster.k)
+        self.neighbours = nearest_neighbours(features, self.neighbour_count)
         self.head = head_from_clusters(features, initial_clusters, config.cluster.k)
         self.target_shares = target_shares(initial_clusters, config.cluster.k, self.settings.balance)
         self.optimizer = torch.optim.Adam(
@@ -205,7 +212,7 @@ class NeighbourRefiner:
 
     def mine_neighbours(self) -> None:
         """Each image's nearest neighbours in the refining encoder's pooled, unit-length latent space."""
-        self.neighbours = nearest_neighbours(encode_pooled(self.model, self.inputs), self.settings.neighbours)
+        self.neighbours = nearest_neighbours(encode_pooled(self.model, self.inputs), self.neighbour_count)
 
     def train_one_epoch(self) -> tuple[float, list[int]]:
         """One pass over the images as anchors; the mean loss and how many anchors each cluster took, as it went."""
