@@ -81,3 +81,14 @@ def test_set_changes_any_setting_after_the_named_options():
     )
     config = build_config(args)
     assert (config.model.temperature, config.train.lr, config.refine.epochs) == (0.3, 0.02, 0)
+
+
+def test_k_auto_and_its_range_from_options_or_settings():
+    from aeclust.cli import build_config, make_parser
+    from aeclust.config import AUTO_K
+
+    config = build_config(make_parser().parse_args(["run", "--k", "auto", "--k-range", "3:7"]))
+    assert (config.cluster.k, config.cluster.k_min, config.cluster.k_max) == (AUTO_K, 3, 7)
+    config = build_config(make_parser().parse_args(["run", "--set", "cluster.k=AUTO", "--set", "cluster.k_max=9"]))
+    assert (config.cluster.k, config.cluster.k_max) == (AUTO_K, 9)
+    assert build_config(make_parser().parse_args(["run", "--set", "cluster.k=5"])).cluster.k == 5

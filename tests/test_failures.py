@@ -124,6 +124,17 @@ CASES = [
         "{bad}/hw9_one (train labels): expected labels of at least 2 classes, found only class 1",
     ),
     ("k > N", ["--data", "{hw9}", "--k", "1000"], "{hw9}: k=1000 must be between 2 and the number of train images (240)"),
+    ("k = 0", ["--data", "{hw9}", "--k", "0"], "k: expected a whole number of clusters of at least 2, or auto; found '0'"),
+    (
+        "k auto, range above the images",
+        ["--data", "{hw9}", "--k", "auto", "--k-range", "2:200"],
+        "{hw9}: k range 2:200 does not fit 240 train images; expected HI at most 120, so that every candidate "
+        "cluster can hold two",
+    ),
+    ("k auto, range reversed", ["--data", "{hw9}", "--k", "auto", "--k-range", "5:3"], "{hw9}: k range 5:3: expected LO:HI with 2 <= LO <= HI"),
+    ("k auto, range from 1", ["--data", "{hw9}", "--k", "auto", "--k-range", "1:5"], "{hw9}: k range 1:5: expected LO:HI with 2 <= LO <= HI"),
+    ("k range not numbers", ["--k", "auto", "--k-range", "2-30"], "k range: expected LO:HI of whole numbers, e.g. 2:30, found '2-30'"),
+    ("k range with a fixed k", ["--k", "3", "--k-range", "2:5"], "--k-range 2:5: expected --k auto beside it, found k=3"),
     ("unknown model", ["--model", "vgg"], "unknown model 'vgg'; expected one of: baseline, baseline+rotation, *"),
     ("unknown reducer", ["--data", "{hw9}", "--reducer", "ica"], "unknown reducer 'ica'; expected one of: kpca, none, pca"),
     ("unknown scaling", ["--data", "{hw9}", "--scaling", "max"], "unknown scaling 'max'; expected one of: l2, none, standardize"),

@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_images": "aeclust.data",
     "RunResult": "aeclust.pipeline",
     "run": "aeclust.pipeline",
+    "recluster": "aeclust.pipeline",
     "MODELS": "aeclust.presets",
     "refine_clusters": "aeclust.refine",
     "preset": "aeclust.presets",

@@ -25,7 +25,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")
     parser.add_argument("--seed", type=int, help="random seed; the same seed gives the same clusters (default 0)")
-    parser.add_argument("--k", type=int, help="number of clusters (default 2)")
+    _add_k_options(parser, "number of clusters, or auto to choose it from the data (default 2)")
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--lr", type=float, help="Adam learning rate")
     parser.add_argument("--beta", type=float, help="weight of the rotation loss (models with rotation)")
@@ -47,8 +47,28 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_k_options(parser: argparse.ArgumentParser, k_help: str, required: bool = False) -> None:
+    parser.add_argument("--k", metavar="N|auto", required=required, help=k_help)
+    parser.add_argument(
+        "--k-range", metavar="LO:HI", help="with --k auto: the numbers of clusters to choose from (default 2:30)"
+    )
+
+
+def _apply_k_range(cluster, k_range: str | None) -> None:
+    """Set ``--k-range`` on a cluster configuration whose k is auto; refuse it beside a fixed k, where it does
+    nothing."""
+    from aeclust.config import AUTO_K, parse_k_range
+
+    if k_range is None:
+        return
+    if cluster.k != AUTO_K:
+        raise ConfigError(f"--k-range {k_range}: expected --k auto beside it, found k={cluster.k}")
+    cluster.k_min, cluster.k_max = parse_k_range(k_range)
+
+
 def build_config(args: argparse.Namespace):
     """The named model's configuration with the command line's overrides applied."""
+    from aeclust.config import parse_k
     from aeclust.presets import DEFAULT_MODEL, preset
 
     config = preset(args.model or DEFAULT_MODEL)
@@ -60,7 +80,7 @@ def build_config(args: argparse.Namespace):
         (config.train, "batch_size", args.batch_size),
         (config.train, "lr", args.lr),
         (config.model, "rotation_weight", args.beta),
-        (config.cluster, "k", args.k),
+        (config.cluster, "k", None if args.k is None else parse_k(args.k)),
         (config.cluster, "reducer", args.reducer),
         (config.cluster, "components", args.components),
         (config.cluster, "embedder", args.embedder),
@@ -78,13 +98,14 @@ def build_config(args: argparse.Namespace):
         from aeclust.config import with_settings
 
         config = with_settings(config, args.set)
+    _apply_k_range(config.cluster, args.k_range)
     return config
 
 
 # Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains
 # (--epochs) and how many threads it uses (--threads).
 SETTING_OPTIONS = (
-    "data", "image_size", "model", "seed", "k", "batch_size", "lr", "beta",
+    "data", "image_size", "model", "seed", "k", "k_range", "batch_size", "lr", "beta",
     "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs", "set",
 )  # fmt: skip
 
@@ -109,14 +130,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run(
         config, args.out or args.resume, resume=args.resume is not None, force=args.force, resume_threads=args.threads
     )
-    metrics = result.metrics
-    lines = [f"run directory: {result.run_dir}"]
+    _print_result(result.run_dir, result.metrics)
+    return 0
+
+
+def cmd_recluster(args: argparse.Namespace) -> int:
+    from aeclust.config import ClusterConfig, parse_k
+
+    cluster = ClusterConfig(k=parse_k(args.k))  # checks --k and --k-range before torch loads
+    _apply_k_range(cluster, args.k_range)
+    from aeclust.pipeline import recluster
+
+    k_range = (cluster.k_min, cluster.k_max) if args.k_range is not None else None
+    result = recluster(args.run_dir, cluster.k, args.out, k_range=k_range, refine_epochs=args.refine_epochs)
+    _print_result(result.run_dir, result.metrics)
+    return 0
+
+
+def _print_result(run_dir: Path, metrics: dict) -> None:
+    lines = [f"run directory: {run_dir}", f"k: {metrics['k']}"]
     for key in ("val_accuracy", "train_accuracy", "val_mse", "train_mse"):
         if key in metrics:
             lines.append(f"{key}: {metrics[key]:.4f}")
     lines.append(f"seconds: {metrics['timings']['total_seconds']:.0f}")
     print("\n".join(lines))
-    return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -160,6 +197,17 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last complete epoch")
     run.add_argument("--force", action="store_true", help="replace the run directory given by --out")
     run.set_defaults(handler=cmd_run)
+
+    recluster = commands.add_parser(
+        "recluster", help="cut a finished run into another number of clusters, in a new run directory, without training"
+    )
+    recluster.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory; it is only read")
+    _add_k_options(recluster, "number of clusters, or auto to choose it from the run's latents", required=True)
+    recluster.add_argument("--out", help="the new run directory (default RUN_DIR-kN beside it); never overwritten")
+    recluster.add_argument(
+        "--refine-epochs", type=int, help="epochs of neighbour-consistency refinement (default: the run's own)"
+    )
+    recluster.set_defaults(handler=cmd_recluster)
 
     score = commands.add_parser("score", help="print the accuracy of a prediction.csv against an answer key")
     score.add_argument("prediction", metavar="PREDICTION_CSV")

@@ -10,7 +10,8 @@ import numpy as np
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.mixture import GaussianMixture
 
-from aeclust.config import ClusterConfig
+from aeclust.choose_k import KSelection, choose_k
+from aeclust.config import AUTO_K, ClusterConfig
 from aeclust.embed import latent_features
 from aeclust.errors import ConfigError, unknown_name
 from aeclust.reduce import embed_2d, reduce
@@ -51,20 +52,28 @@ class Clustering:
     features: np.ndarray  # after the reducer
     embedding: np.ndarray  # 2-D (or the reducer's output when the embedder is "none")
     clusters: np.ndarray
-    seconds: dict[str, float] = field(default_factory=dict)  # per stage: reduce, embed, cluster
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage: reduce, embed, choose_k, cluster
+    k_selection: KSelection | None = None  # how k was chosen, when the configuration left it to the data
 
 
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
-    """The whole clustering stage: latent features → reducer → embedder → clusterer."""
+    """The whole clustering stage: latent features → reducer → embedder → clusterer.
+
+    With ``config.k`` = :data:`AUTO_K`, k is first chosen on the points the clusterer sees (``config.k_criterion``
+    over ``config.k_min..k_max``).
+    """
     started = time.perf_counter()
     reduced = reduce(latent_features(latents, config.latent, config.scaling), config, seed)
     reduced_at = time.perf_counter()
     embedding = embed_2d(reduced, config, seed)
     embedded_at = time.perf_counter()
-    clusters = cluster(embedding, config.k, config.clusterer, seed)
-    seconds = {
-        "reduce": reduced_at - started,
-        "embed": embedded_at - reduced_at,
-        "cluster": time.perf_counter() - embedded_at,
-    }
-    return Clustering(reduced, embedding, clusters, seconds)
+    selection = None
+    if config.k == AUTO_K:
+        selection = choose_k(embedding, config.k_min, config.k_max, config.k_criterion, seed)
+    chosen_at = time.perf_counter()
+    clusters = cluster(embedding, config.k if selection is None else selection.chosen, config.clusterer, seed)
+    seconds = {"reduce": reduced_at - started, "embed": embedded_at - reduced_at}
+    if selection is not None:
+        seconds["choose_k"] = chosen_at - embedded_at
+    seconds["cluster"] = time.perf_counter() - chosen_at
+    return Clustering(reduced, embedding, clusters, seconds, selection)

@@ -11,6 +11,7 @@ from typing import Any
 from aeclust.errors import ConfigError
 
 FORMAT_VERSION = 1
+AUTO_K = 0  # ClusterConfig.k that asks for k to be chosen from the data (`--k auto`)
 
 
 @dataclass
@@ -61,7 +62,10 @@ class TrainConfig:
 class ClusterConfig:
     """Latents → reducer → embedder → clusterer."""
 
-    k: int = 2
+    k: int = 2  # AUTO_K (0): chosen from the data within k_min..k_max by k_criterion (aeclust.choose_k)
+    k_min: int = 2
+    k_max: int = 30
+    k_criterion: str = "silhouette"
     latent: str = "flatten"  # flatten | pool (global average over space)
     scaling: str = "none"  # none | standardize (z-score each feature) | l2 (unit-length rows)
     reducer: str = "kpca"  # none | pca | kpca
@@ -190,9 +194,34 @@ def with_settings(config: RunConfig, settings: list[str]) -> RunConfig:
         if key not in fields:
             raise ConfigError(f"unknown setting {path!r}; [{section_name}] has: {', '.join(sorted(fields))}")
         optional = "None" in str(fields[key].type)  # annotations are strings here (postponed evaluation)
-        value = None if optional and text.lower() == "none" else _parse_setting(path, text, getattr(section, key))
+        if path == "cluster.k":  # a number or the word auto, as --k takes it
+            value = parse_k(text)
+        else:
+            value = None if optional and text.lower() == "none" else _parse_setting(path, text, getattr(section, key))
         setattr(section, key, value)
     return changed
+
+
+def parse_k(text: str) -> int:
+    """A number of clusters as the user writes it: a whole number of at least 2, or ``auto`` (:data:`AUTO_K`)."""
+    if text.strip().lower() == "auto":
+        return AUTO_K
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 2:
+        raise ConfigError(f"k: expected a whole number of clusters of at least 2, or auto; found {text!r}")
+    return k
+
+
+def parse_k_range(text: str) -> tuple[int, int]:
+    """``LO:HI`` (e.g. ``2:30``) → (LO, HI); whether the range fits the data is checked once the data is loaded."""
+    low, _, high = text.partition(":")
+    try:
+        return int(low), int(high)
+    except ValueError:
+        raise ConfigError(f"k range: expected LO:HI of whole numbers, e.g. 2:30, found {text!r}") from None
 
 
 def _parse_setting(path: str, text: str, current: Any) -> Any:

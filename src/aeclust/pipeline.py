@@ -7,25 +7,30 @@ import io
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
-from aeclust.config import RunConfig
+from aeclust.choose_k import K_CRITERIA, check_k_range
+from aeclust.config import AUTO_K, RunConfig
 from aeclust.data import ImageSet, load_images
-from aeclust.embed import LATENT_MODES, SCALINGS
+from aeclust.embed import LATENT_MODES, SCALINGS, encode_images
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import BALANCES, NeighbourRefiner
-from aeclust.train import SCHEDULES, Trainer, check_views, log
+from aeclust.train import (
+    LAST_CHECKPOINT, SCHEDULES, Evaluation, Trainer, check_views, load_model, log, set_threads,
+)  # fmt: skip
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
+HISTORY_FILE = "history.csv"
 
 
 @dataclass
@@ -61,6 +66,7 @@ def check_names(config: RunConfig) -> None:
         ("reducer", cluster.reducer, REDUCERS),
         ("embedder", cluster.embedder, EMBEDDERS),
         ("clusterer", cluster.clusterer, CLUSTERERS),
+        ("k criterion", cluster.k_criterion, K_CRITERIA),
         ("refine balance", config.refine.balance, BALANCES),
     ):
         if name not in known:
@@ -70,7 +76,11 @@ def check_names(config: RunConfig) -> None:
 def check_config(config: RunConfig, images: ImageSet) -> None:
     n = len(images.train_images)
     where = images.source or images.name
-    if not 2 <= config.cluster.k <= n:
+    if config.cluster.k == AUTO_K:  # the per-epoch history chooses k on the val images, the run on the train
+        check_k_range(config.cluster.k_min, config.cluster.k_max, n, where, "train images")
+        if images.has_val:
+            check_k_range(config.cluster.k_min, config.cluster.k_max, len(images.val_images), where, "val images")
+    elif not 2 <= config.cluster.k <= n:
         raise ConfigError(f"{where}: k={config.cluster.k} must be between 2 and the number of train images ({n})")
     if images.has_val and config.cluster.k > len(images.val_images):
         raise ConfigError(
@@ -172,20 +182,54 @@ def run(
     evaluation = trainer.latest_evaluation
     if evaluation is None or evaluation.epoch != trainer.epoch:
         evaluation = trainer.evaluate()
-    train_latents = evaluation.train_latents
+    timings["latent_seconds"] = time.perf_counter() - mark
     metrics: dict = {"model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trainer.epoch}
+    result = cluster_refine_and_write(
+        run_dir, config, images, trainer.model, evaluation, metrics, timings, started, resume_refinement=resume
+    )
+    result.history = history
+    return result
+
+
+def cluster_refine_and_write(
+    run_dir: Path,
+    config: RunConfig,
+    images: ImageSet,
+    model: nn.Module,
+    evaluation: Evaluation,
+    metrics: dict,
+    timings: dict[str, float],
+    started: float,
+    *,
+    resume_refinement: bool = False,
+) -> RunResult:
+    """The end of every run, shared by :func:`run` and :func:`recluster`: choose k if the configuration leaves it
+    to the data, cluster the train latents, refine, score, and write prediction.csv, arrays/ and metrics.json.
+
+    ``evaluation`` holds the trained model's latents (and, when it has one, a val clustering with this
+    configuration); ``metrics`` and ``timings`` are what the caller has recorded so far.
+    """
     metrics["train_mse"] = evaluation.train_mse
-    outputs = {"train_latents.npy": train_latents}
+    outputs = {"train_latents.npy": evaluation.train_latents}
     if images.has_val:
         metrics["val_mse"] = evaluation.val_mse
         outputs["val_latents.npy"] = evaluation.val_latents
-    timings["latent_seconds"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    train_clustering = cluster_latents(train_latents, config.cluster, config.seed)
+    train_clustering = cluster_latents(evaluation.train_latents, config.cluster, config.seed)
     timings["cluster_train_seconds"] = time.perf_counter() - mark
     timings |= {f"train_{stage}_step_seconds": seconds for stage, seconds in train_clustering.seconds.items()}
     val_clustering = evaluation.val_clustering
+    selection = train_clustering.k_selection
+    if selection is not None:
+        log(f"chose k={selection.chosen} by {selection.criterion}: {selection.reason}")
+        metrics["k"] = selection.chosen
+        metrics["k_selection"] = selection.to_dict()
+        # Val is cut into the train's k from here on (the history's evaluation chose its own k on val each epoch).
+        config = replace(config, cluster=replace(config.cluster, k=selection.chosen))
+        val_clustering = None
+    if images.has_val and val_clustering is None:
+        val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
     if config.refine.total_epochs > 0:
         if images.train_labels is not None:
             metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
@@ -197,9 +241,9 @@ def run(
         )
         mark = time.perf_counter()
         refiner = NeighbourRefiner(
-            trainer.model, images, config, train_clustering.clusters, run_dir / "checkpoints", trainer.epoch
+            model, images, config, train_clustering.clusters, run_dir / "checkpoints", evaluation.epoch
         )
-        if resume and refiner.resume():
+        if resume_refinement and refiner.resume():
             log(f"resuming the refinement after its epoch {refiner.epoch}")
         refined = refiner.fit(log)
         timings["refine_seconds"] = time.perf_counter() - mark
@@ -222,4 +266,108 @@ def run(
     metrics["timings"] = timings
     metrics["class_names"] = images.class_names
     write_text_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    return RunResult(run_dir, metrics, train_clustering.clusters, history)
+    return RunResult(run_dir, metrics, train_clustering.clusters)
+
+
+# What a finished run must hold for recluster to re-cut it, and what the new run directory takes over from it.
+RECLUSTER_NEEDS = (CONFIG_FILE, METRICS_FILE, f"checkpoints/{LAST_CHECKPOINT}")
+RECLUSTER_COPIES = (HISTORY_FILE, f"checkpoints/{LAST_CHECKPOINT}")
+
+
+def recluster(
+    run_dir: str | Path,
+    k: int,
+    out: str | Path | None = None,
+    *,
+    k_range: tuple[int, int] | None = None,
+    refine_epochs: int | None = None,
+    images: ImageSet | None = None,
+) -> RunResult:
+    """Cut a finished run's images into ``k`` clusters (:data:`AUTO_K`: chosen from the data) without training the
+    autoencoder again, in a new run directory (default: beside the source, named ``SOURCE-kK``).
+
+    The source run is only read. Its latents are read back from ``arrays/`` (encoded again from
+    ``checkpoints/last.pt`` when they are missing); the clusters are refined again as its settings say, or for
+    ``refine_epochs``. The new directory holds the source's history and last checkpoint, so it reports like a run.
+    """
+    started = time.perf_counter()
+    source = Path(run_dir)
+    if not source.is_dir():
+        found = "a file" if source.exists() else "nothing there"
+        raise RunDirError(f"{source}: expected a finished aeclust run directory, found {found}")
+    missing = [name for name in RECLUSTER_NEEDS if not (source / name).is_file()]
+    if missing:
+        raise RunDirError(f"{source}: expected a finished aeclust run directory; missing {', '.join(missing)}")
+    config = RunConfig.load(source / CONFIG_FILE)
+    config.cluster.k = k
+    if k_range is not None:
+        config.cluster.k_min, config.cluster.k_max = k_range
+    if refine_epochs is not None:
+        config.refine.epochs = refine_epochs
+    check_names(config)
+    source_metrics = _read_metrics(source / METRICS_FILE)
+    timings: dict[str, float] = {}
+    mark = time.perf_counter()
+    images = images if images is not None else load_images(config.data, image_size=config.image_size)
+    timings["load_seconds"] = time.perf_counter() - mark
+    check_config(config, images)
+    set_threads(config.threads)
+    model, checkpoint = load_model(source / "checkpoints" / LAST_CHECKPOINT)
+    mark = time.perf_counter()
+    epoch = checkpoint["epoch"]
+    evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode(model, images, epoch)
+    timings["latent_seconds"] = time.perf_counter() - mark
+
+    default_out = source.with_name(f"{source.name}-k{k or 'auto'}")
+    target = new_run_dir(out if out is not None else default_out, config.model_name)
+    target.mkdir(parents=True)
+    config.save(target / CONFIG_FILE)
+    for name in RECLUSTER_COPIES:
+        if (source / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, target / name)
+    log(f"recluster {source} into {target}: k {k or 'auto'}, {len(images.train_images)} train images")
+    metrics: dict = {
+        "model": config.model_name, "seed": config.seed, "k": k, "epochs": evaluation.epoch,
+        "reclustered_from": str(source),
+    }  # fmt: skip
+    return cluster_refine_and_write(target, config, images, model, evaluation, metrics, timings, started)
+
+
+def _read_metrics(path: Path) -> dict:
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunDirError(f"{path}: expected aeclust's metrics (JSON), could not read it ({error})") from None
+    if not isinstance(metrics, dict):
+        raise RunDirError(f"{path}: expected aeclust's metrics (a JSON object), found a {type(metrics).__name__}")
+    return metrics
+
+
+def _saved_latents(source: Path, images: ImageSet, metrics: dict, epoch: int) -> Evaluation | None:
+    """The latents a finished run saved, when they and its MSEs are all there for these images; else None."""
+    arrays = source / "arrays"
+    wanted = {"train": (arrays / "train_latents.npy", len(images.train_images), "train_mse")}
+    if images.has_val:
+        wanted["val"] = (arrays / "val_latents.npy", len(images.val_images), "val_mse")
+    loaded = {}
+    for split, (path, count, mse) in wanted.items():
+        if not path.is_file() or mse not in metrics:
+            return None
+        latents = np.load(path, allow_pickle=False)
+        if latents.ndim != 4 or len(latents) != count:
+            return None
+        loaded[split] = latents
+    return Evaluation(
+        epoch, loaded["train"], metrics["train_mse"], loaded.get("val"), metrics.get("val_mse") if images.has_val else None
+    )
+
+
+def _encode(model: nn.Module, images: ImageSet, epoch: int) -> Evaluation:
+    log("encoding the images again (the run's saved latents are missing or do not fit its data)")
+    train_latents, train_mse = encode_images(model, images.train_images, with_mse=True)
+    evaluation = Evaluation(epoch, train_latents, float(train_mse))
+    if images.has_val:
+        val_latents, val_mse = encode_images(model, images.val_images, with_mse=True)
+        evaluation.val_latents, evaluation.val_mse = val_latents, float(val_mse)
+    return evaluation
