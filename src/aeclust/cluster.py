@@ -7,8 +7,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import coo_matrix
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 from aeclust.choose_k import KSelection, choose_k
 from aeclust.config import AUTO_K, ClusterConfig
@@ -29,8 +31,43 @@ def _agglomerative(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     return AgglomerativeClustering(n_clusters=k, linkage="ward").fit_predict(points)
 
 
+PIECES_PER_CLUSTER = 10  # how finely the merge clusterer first cuts the points: this many k-means pieces per cluster
+MERGE_NEIGHBOURS = 10  # of each point, in the graph whose edges say which pieces belong together
+
+
+def _kmeans_merge(points: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Over-cluster with k-means, then join the pieces that are each other's neighbours, down to k clusters.
+
+    k-means draws boundaries that give clusters of about equal spread, so a class that covers much of the space (as
+    contrastive features spread every class out) is cut in parts while small ones are merged. Here k-means only
+    cuts the points into many small pieces; two pieces are then as close as the share of their points' nearest
+    neighbours that fall in each other (edge count over the geometric mean of their sizes), and average linkage
+    merges the closest pieces until k are left. A large class stays whole when its pieces are neighbours of each
+    other, whatever its size, so uneven groups come out uneven. scikit-learn has each step, not the chain.
+    """
+    pieces_wanted = min(PIECES_PER_CLUSTER * k, len(points) // 2)
+    if pieces_wanted <= k:  # too few points to over-cluster
+        return _kmeans(points, k, seed)
+    pieces = KMeans(n_clusters=pieces_wanted, n_init=3, random_state=seed).fit_predict(points)
+    neighbours = min(MERGE_NEIGHBOURS, len(points) - 1)
+    metric = "cosine" if np.allclose(np.linalg.norm(points, axis=1), 1.0, atol=1e-3) else "euclidean"
+    indices = NearestNeighbors(n_neighbors=neighbours + 1, metric=metric).fit(points).kneighbors(points)[1][:, 1:]
+    edges = coo_matrix(
+        (np.ones(indices.size), (np.repeat(pieces, neighbours), pieces[indices.reshape(-1)])),
+        shape=(pieces_wanted, pieces_wanted),
+    ).toarray()
+    edges += edges.T
+    sizes = np.bincount(pieces, minlength=pieces_wanted).astype(np.float64)
+    affinity = edges / np.sqrt(np.outer(sizes, sizes)).clip(min=1.0)
+    distance = affinity.max() - affinity
+    np.fill_diagonal(distance, 0.0)
+    merged = AgglomerativeClustering(n_clusters=k, metric="precomputed", linkage="average").fit_predict(distance)
+    return merged[pieces]
+
+
 CLUSTERERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "kmeans": _kmeans,
+    "kmeans-merge": _kmeans_merge,
     "gmm": _gmm,
     "agglomerative": _agglomerative,
 }

@@ -73,7 +73,7 @@ class ClusterConfig:
     kpca_gamma: float | None = None  # None: 1 / n_features, as scikit-learn does
     embedder: str = "tsne"  # none | tsne | sklearn-tsne | umap
     perplexity: float = 30.0
-    clusterer: str = "kmeans"  # kmeans | gmm | agglomerative
+    clusterer: str = "kmeans"  # kmeans | kmeans-merge (over-cluster, then join neighbouring pieces) | gmm | agglomerative
 
 
 @dataclass

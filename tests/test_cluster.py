@@ -1,0 +1,40 @@
+"""The clusterers on points whose groups are known."""
+
+import numpy as np
+import pytest
+
+from aeclust.cluster import CLUSTERERS, cluster
+from aeclust.metrics import clustering_scores
+
+
+def uneven_groups(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A wide disc of 700 points with two tight blobs of 200 and 100 just outside its rim (70 / 20 / 10 %)."""
+    rng = np.random.default_rng(seed)
+    radius, angle = 10 * np.sqrt(rng.random(700)), 2 * np.pi * rng.random(700)
+    disc = np.c_[radius * np.cos(angle), radius * np.sin(angle)]
+    points = np.r_[disc, rng.normal([14, 0], 0.7, (200, 2)), rng.normal([0, 14], 0.7, (100, 2))]
+    return points, np.repeat([0, 1, 2], [700, 200, 100])
+
+
+def test_kmeans_cuts_a_wide_group_where_kmeans_merge_keeps_uneven_groups_whole():
+    points, labels = uneven_groups()
+    cut = cluster(points, 3, "kmeans", seed=0)
+    assert clustering_scores(labels, cut)["accuracy"] < 0.75  # k-means evens out the sizes
+    assert sorted(np.bincount(cut))[-1] < 500
+    merged = cluster(points, 3, "kmeans-merge", seed=0)
+    assert clustering_scores(labels, merged)["accuracy"] == 1.0
+    assert sorted(np.bincount(merged), reverse=True) == [700, 200, 100]
+
+
+@pytest.mark.parametrize("method", sorted(CLUSTERERS))
+def test_every_clusterer_numbers_its_clusters_from_zero_and_repeats_itself(method):
+    points, _ = uneven_groups(seed=1)
+    first = cluster(points, 3, method, seed=0)
+    assert first.dtype == np.int64 and set(first.tolist()) == {0, 1, 2}
+    assert np.array_equal(first, cluster(points, 3, method, seed=0))
+
+
+def test_kmeans_merge_falls_back_to_kmeans_when_there_are_too_few_points_to_over_cluster():
+    points, _ = uneven_groups()
+    few = points[::170]  # 6 points: at most 3 pieces, no more than k = 3
+    assert np.array_equal(cluster(few, 3, "kmeans-merge", seed=0), cluster(few, 3, "kmeans", seed=0))
