@@ -76,6 +76,16 @@ def test_recluster_makes_a_new_run_with_the_new_k_and_leaves_the_source_alone(fi
     assert (again.run_dir / "prediction.csv").read_bytes() == (out / "prediction.csv").read_bytes()  # same seed
 
 
+def test_recluster_takes_other_cluster_and_refine_settings(finished, small_set, tmp_path):
+    result = recluster(
+        finished, 3, tmp_path / "merged", images=small_set,
+        settings=["cluster.clusterer=kmeans-merge", "refine.balance=prior"],
+    )  # fmt: skip
+    saved = RunConfig.load(result.run_dir / "config.json")
+    assert (saved.cluster.clusterer, saved.refine.balance, saved.cluster.k) == ("kmeans-merge", "prior", 3)
+    assert RunConfig.load(finished / "config.json").cluster.clusterer == "kmeans"
+
+
 def test_recluster_encodes_again_when_the_latents_are_gone(finished, small_set, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(finished, source)
@@ -108,6 +118,10 @@ def test_recluster_from_the_command_line_then_report(finished, tmp_path, capsys)
         ("finished", ["--k", "500"], "{hw9}: k=500 must be between 2 and the number of train images (240)"),
         ("finished", ["--k", "auto", "--k-range", "2:80"], "{hw9}: k range 2:80 does not fit 120 val images; "
          "expected HI at most 60, so that every candidate cluster can hold two"),  # fmt: skip
+        ("finished", ["--k", "3", "--set", "train.epochs=5"], "train.epochs=5: recluster changes only cluster.* and "
+         "refine.* settings; the model is not trained again (start a new run to change the others)"),  # fmt: skip
+        ("finished", ["--k", "3", "--set", "cluster.clusterer=kmeans-mrege"], "unknown clusterer 'kmeans-mrege'; "
+         "expected one of: agglomerative, gmm, kmeans, kmeans-merge"),  # fmt: skip
     ],
 )
 def test_recluster_refuses_bad_input_in_one_line(finished, small_hw9_dir, tmp_path, capsys, make, args, message):

@@ -142,7 +142,9 @@ def cmd_recluster(args: argparse.Namespace) -> int:
     from aeclust.pipeline import recluster
 
     k_range = (cluster.k_min, cluster.k_max) if args.k_range is not None else None
-    result = recluster(args.run_dir, cluster.k, args.out, k_range=k_range, refine_epochs=args.refine_epochs)
+    result = recluster(
+        args.run_dir, cluster.k, args.out, k_range=k_range, refine_epochs=args.refine_epochs, settings=args.set or []
+    )
     _print_result(result.run_dir, result.metrics)
     return 0
 
@@ -206,6 +208,12 @@ def make_parser() -> argparse.ArgumentParser:
     recluster.add_argument("--out", help="the new run directory (default RUN_DIR-kN beside it); never overwritten")
     recluster.add_argument(
         "--refine-epochs", type=int, help="epochs of neighbour-consistency refinement (default: the run's own)"
+    )
+    recluster.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="a cluster.* or refine.* setting, e.g. --set cluster.clusterer=kmeans-merge (repeatable)",
     )
     recluster.set_defaults(handler=cmd_recluster)
 

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 
 from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
 from aeclust.choose_k import K_CRITERIA, check_k_range
-from aeclust.config import AUTO_K, RunConfig
+from aeclust.config import AUTO_K, RunConfig, with_settings
 from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS, encode_images
 from aeclust.errors import ConfigError, RunDirError, unknown_name
@@ -274,6 +275,9 @@ RECLUSTER_NEEDS = (CONFIG_FILE, METRICS_FILE, f"checkpoints/{LAST_CHECKPOINT}")
 RECLUSTER_COPIES = (HISTORY_FILE, f"checkpoints/{LAST_CHECKPOINT}")
 
 
+RECLUSTER_SECTIONS = ("cluster.", "refine.")
+
+
 def recluster(
     run_dir: str | Path,
     k: int,
@@ -281,10 +285,14 @@ def recluster(
     *,
     k_range: tuple[int, int] | None = None,
     refine_epochs: int | None = None,
+    settings: Sequence[str] = (),
     images: ImageSet | None = None,
 ) -> RunResult:
     """Cut a finished run's images into ``k`` clusters (:data:`AUTO_K`: chosen from the data) without training the
     autoencoder again, in a new run directory (default: beside the source, named ``SOURCE-kK``).
+
+    ``settings`` (``section.key=value``) change how the images are clustered and refined: only the ``cluster`` and
+    ``refine`` sections, since the model is not trained again.
 
     The source run is only read. Its latents are read back from ``arrays/`` (encoded again from
     ``checkpoints/last.pt`` when they are missing); the clusters are refined again as its settings say, or for
@@ -299,6 +307,13 @@ def recluster(
     if missing:
         raise RunDirError(f"{source}: expected a finished aeclust run directory; missing {', '.join(missing)}")
     config = RunConfig.load(source / CONFIG_FILE)
+    trained = [item for item in settings if not item.startswith(RECLUSTER_SECTIONS)]
+    if trained:
+        raise ConfigError(
+            f"{', '.join(trained)}: recluster changes only cluster.* and refine.* settings; the model is not trained "
+            "again (start a new run to change the others)"
+        )
+    config = with_settings(config, list(settings))
     config.cluster.k = k
     if k_range is not None:
         config.cluster.k_min, config.cluster.k_max = k_range
