@@ -220,7 +220,7 @@ def test_bad_run_directories_are_refused_with_the_path(run_dirs, tmp_path):
     (half / "arrays" / "train_clusters.npy").unlink()
     with pytest.raises(
         RunDirError,
-        match=f"^{re.escape(str(half))}: not a finished aeclust run directory; missing metrics.json, arrays/train_clusters.npy$",
+        match=f"^{re.escape(str(half))}: expected a finished aeclust run directory; missing metrics.json, arrays/train_clusters.npy$",
     ):
         build_report([half], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing is made from bad input

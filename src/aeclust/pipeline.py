@@ -278,6 +278,19 @@ RECLUSTER_COPIES = (HISTORY_FILE, f"checkpoints/{LAST_CHECKPOINT}")
 RECLUSTER_SECTIONS = ("cluster.", "refine.")
 
 
+def check_finished_run(run_dir: str | Path, needs: Sequence[str]) -> Path:
+    """``run_dir`` as a path, once it is a directory holding every file of ``needs`` (paths inside it); else
+    :class:`RunDirError` in one line naming what is missing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        found = "a file" if run_dir.exists() else "nothing there"
+        raise RunDirError(f"{run_dir}: expected a finished aeclust run directory, found {found}")
+    missing = [name for name in needs if not (run_dir / name).is_file()]
+    if missing:
+        raise RunDirError(f"{run_dir}: expected a finished aeclust run directory; missing {', '.join(missing)}")
+    return run_dir
+
+
 def recluster(
     run_dir: str | Path,
     k: int,
@@ -299,13 +312,7 @@ def recluster(
     ``refine_epochs``. The new directory holds the source's history and last checkpoint, so it reports like a run.
     """
     started = time.perf_counter()
-    source = Path(run_dir)
-    if not source.is_dir():
-        found = "a file" if source.exists() else "nothing there"
-        raise RunDirError(f"{source}: expected a finished aeclust run directory, found {found}")
-    missing = [name for name in RECLUSTER_NEEDS if not (source / name).is_file()]
-    if missing:
-        raise RunDirError(f"{source}: expected a finished aeclust run directory; missing {', '.join(missing)}")
+    source = check_finished_run(run_dir, RECLUSTER_NEEDS)
     config = RunConfig.load(source / CONFIG_FILE)
     trained = [item for item in settings if not item.startswith(RECLUSTER_SECTIONS)]
     if trained:

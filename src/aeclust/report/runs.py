@@ -15,7 +15,7 @@ from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.images import load_npy
 from aeclust.errors import InputError, RunDirError
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, PREDICTION_FILE
+from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, PREDICTION_FILE, check_finished_run
 from aeclust.train import LAST_CHECKPOINT, EpochRecord, read_history
 
 HISTORY_FILE = "history.csv"
@@ -67,13 +67,7 @@ class FinishedRun:
 
 def load_run(path: str | Path) -> FinishedRun:
     """Read a finished run directory, or raise :class:`RunDirError` naming what is missing."""
-    run_dir = Path(path)
-    if not run_dir.is_dir():
-        found = "a file" if run_dir.exists() else "nothing there"
-        raise RunDirError(f"{run_dir}: expected a finished aeclust run directory, found {found}")
-    missing = [name for name in REQUIRED_FILES if not (run_dir / name).is_file()]
-    if missing:
-        raise RunDirError(f"{run_dir}: not a finished aeclust run directory; missing {', '.join(missing)}")
+    run_dir = check_finished_run(path, REQUIRED_FILES)
     config = RunConfig.load(run_dir / CONFIG_FILE)
     metrics = _read_json(run_dir / METRICS_FILE)
     try:
