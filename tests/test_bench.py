@@ -184,3 +184,26 @@ def test_kway_prints_every_set_with_its_anchors_and_passes_k_to_the_models(
     assert "| pixels | 1.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 |" in out
     assert ("baseline", ["cluster.k=10"]) in calls
     assert ("contrastive", ["cluster.k=10", "train.epochs=3"]) in calls and ("contrastive", ["cluster.k=3", "train.epochs=3"]) in calls
+
+
+def test_clusterers_bench_redoes_the_runs_own_clustering_with_each_clusterer(small_hw9_dir, tmp_path):
+    clusterers = load_bench("clusterers.py")
+    config = tiny_config(epochs=1)
+    config.data = str(small_hw9_dir)
+    config.cluster = ClusterConfig(latent="pool", scaling="l2", reducer="none", embedder="none")
+    run(config, tmp_path / "run", images=load_images(config.data))
+    rows = clusterers.compare(tmp_path / "run", ["kmeans", "kmeans-merge"], seeds=[0])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    labels = np.load(small_hw9_dir / "trainY.npy")
+    larger = max(np.mean(labels), 1 - np.mean(labels))
+    assert f"(k = 2, 240 images; true shares {100 * larger:.0f} / {100 * (1 - larger):.0f})" in rows[0]
+    kmeans_row = rows[1].split(" | ")
+    assert kmeans_row[0] == "| kmeans" and float(kmeans_row[1]) == pytest.approx(metrics["train_accuracy"], abs=5e-4)
+    assert rows[2].startswith("| kmeans-merge | ")
+    with pytest.raises(SystemExit, match="has no train labels"):
+        unlabelled = tmp_path / "unlabelled"
+        unlabelled.mkdir()
+        np.save(unlabelled / "trainX.npy", np.load(small_hw9_dir / "trainX.npy"))
+        config.data = str(unlabelled)
+        run(config, tmp_path / "run2", images=load_images(config.data))
+        clusterers.compare(tmp_path / "run2", ["kmeans"], seeds=[0])
