@@ -19,7 +19,7 @@ from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
 from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.config import AUTO_K, RunConfig, with_settings
 from aeclust.data import ImageSet, load_images
-from aeclust.embed import LATENT_MODES, SCALINGS, encode_images
+from aeclust.embed import LATENT_MODES, SCALINGS
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
@@ -27,11 +27,10 @@ from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import BALANCES, NeighbourRefiner
 from aeclust.train import (
-    LAST_CHECKPOINT, SCHEDULES, Evaluation, Trainer, check_views, load_model, log, set_threads,
+    HISTORY_FILE, LAST_CHECKPOINT, SCHEDULES, Evaluation, Trainer, check_views, encode_splits, load_model, log, set_threads,
 )  # fmt: skip
 
 CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
-HISTORY_FILE = "history.csv"
 
 
 @dataclass
@@ -327,7 +326,7 @@ def recluster(
     if refine_epochs is not None:
         config.refine.epochs = refine_epochs
     check_names(config)
-    source_metrics = _read_metrics(source / METRICS_FILE)
+    source_metrics = read_metrics(source / METRICS_FILE)
     timings: dict[str, float] = {}
     mark = time.perf_counter()
     images = images if images is not None else load_images(config.data, image_size=config.image_size)
@@ -337,7 +336,7 @@ def recluster(
     model, checkpoint = load_model(source / "checkpoints" / LAST_CHECKPOINT)
     mark = time.perf_counter()
     epoch = checkpoint["epoch"]
-    evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode(model, images, epoch)
+    evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode_again(model, images, epoch)
     timings["latent_seconds"] = time.perf_counter() - mark
 
     default_out = source.with_name(f"{source.name}-k{k or 'auto'}")
@@ -356,7 +355,8 @@ def recluster(
     return cluster_refine_and_write(target, config, images, model, evaluation, metrics, timings, started)
 
 
-def _read_metrics(path: Path) -> dict:
+def read_metrics(path: Path) -> dict:
+    """A run's metrics.json as a dict, or one RunDirError line saying why it cannot be read."""
     try:
         metrics = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -364,6 +364,11 @@ def _read_metrics(path: Path) -> dict:
     if not isinstance(metrics, dict):
         raise RunDirError(f"{path}: expected aeclust's metrics (a JSON object), found a {type(metrics).__name__}")
     return metrics
+
+
+def _encode_again(model: nn.Module, images: ImageSet, epoch: int) -> Evaluation:
+    log("encoding the images again (the run's saved latents are missing or do not fit its data)")
+    return encode_splits(model, images, epoch)
 
 
 def _saved_latents(source: Path, images: ImageSet, metrics: dict, epoch: int) -> Evaluation | None:
@@ -385,11 +390,3 @@ def _saved_latents(source: Path, images: ImageSet, metrics: dict, epoch: int) ->
     )
 
 
-def _encode(model: nn.Module, images: ImageSet, epoch: int) -> Evaluation:
-    log("encoding the images again (the run's saved latents are missing or do not fit its data)")
-    train_latents, train_mse = encode_images(model, images.train_images, with_mse=True)
-    evaluation = Evaluation(epoch, train_latents, float(train_mse))
-    if images.has_val:
-        val_latents, val_mse = encode_images(model, images.val_images, with_mse=True)
-        evaluation.val_latents, evaluation.val_mse = val_latents, float(val_mse)
-    return evaluation

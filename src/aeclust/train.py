@@ -34,6 +34,7 @@ from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rot
 
 CHECKPOINT_KIND = "aeclust-checkpoint"
 LAST_CHECKPOINT = "last.pt"
+HISTORY_FILE = "history.csv"
 
 
 @dataclass
@@ -59,6 +60,16 @@ class Evaluation:
     val_latents: np.ndarray | None = None
     val_mse: float | None = None
     val_clustering: Clustering | None = None
+
+
+def encode_splits(model: torch.nn.Module, images: ImageSet, epoch: int) -> Evaluation:
+    """Latents and reconstruction MSE of the train images and, when there are any, the val images."""
+    train_latents, train_mse = encode_images(model, images.train_images, with_mse=True)
+    evaluation = Evaluation(epoch, train_latents, float(train_mse))
+    if images.has_val:
+        val_latents, val_mse = encode_images(model, images.val_images, with_mse=True)
+        evaluation.val_latents, evaluation.val_mse = val_latents, float(val_mse)
+    return evaluation
 
 
 def usable_cores() -> int:
@@ -115,7 +126,7 @@ class Trainer:
         self.config = config
         self.images = images
         self.checkpoint_dir = Path(run_dir) / "checkpoints"
-        self.history_path = Path(run_dir) / "history.csv"
+        self.history_path = Path(run_dir) / HISTORY_FILE
         set_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = create_autoencoder(config.model, images.image_size).to(memory_format=torch.channels_last)
@@ -276,12 +287,8 @@ class Trainer:
 
         Evaluates the model as it is after ``self.epoch`` epochs; the latents come along for the run's last step.
         """
-        train_latents, train_mse = encode_images(self.model, self.images.train_images, with_mse=True)
-        evaluation = Evaluation(self.epoch, train_latents, float(train_mse))
+        evaluation = encode_splits(self.model, self.images, self.epoch)
         if self.images.has_val:
-            evaluation.val_latents, evaluation.val_mse = encode_images(
-                self.model, self.images.val_images, with_mse=True
-            )
             evaluation.val_clustering = cluster_latents(evaluation.val_latents, self.config.cluster, self.config.seed)
         self.latest_evaluation = evaluation
         return evaluation

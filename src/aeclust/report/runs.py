@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,10 +14,9 @@ from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.images import load_npy
 from aeclust.errors import InputError, RunDirError
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, PREDICTION_FILE, check_finished_run
-from aeclust.train import LAST_CHECKPOINT, EpochRecord, read_history
+from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, PREDICTION_FILE, check_finished_run, read_metrics
+from aeclust.train import HISTORY_FILE, LAST_CHECKPOINT, EpochRecord, read_history
 
-HISTORY_FILE = "history.csv"
 CHECKPOINT = f"checkpoints/{LAST_CHECKPOINT}"
 TRAIN_EMBEDDING, TRAIN_CLUSTERS = "arrays/train_embedding.npy", "arrays/train_clusters.npy"
 VAL_EMBEDDING, VAL_CLUSTERS = "arrays/val_embedding.npy", "arrays/val_clusters.npy"
@@ -69,7 +67,7 @@ def load_run(path: str | Path) -> FinishedRun:
     """Read a finished run directory, or raise :class:`RunDirError` naming what is missing."""
     run_dir = check_finished_run(path, REQUIRED_FILES)
     config = RunConfig.load(run_dir / CONFIG_FILE)
-    metrics = _read_json(run_dir / METRICS_FILE)
+    metrics = read_metrics(run_dir / METRICS_FILE)
     try:
         history = read_history(run_dir / HISTORY_FILE)
     except (OSError, KeyError, TypeError, ValueError) as error:
@@ -200,13 +198,3 @@ def check_images_match(run: FinishedRun, images: ImageSet) -> None:
 def class_names(run: FinishedRun, images: ImageSet) -> list[str] | None:
     """The class names recorded by the run, else the images', else None (the report then shows numbers)."""
     return run.metrics.get("class_names") or images.class_names
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunDirError(f"{path}: expected aeclust's metrics (JSON), could not read it ({error})") from None
-    if not isinstance(values, dict):
-        raise RunDirError(f"{path}: expected aeclust's metrics (a JSON object), found a {type(values).__name__}")
-    return values
