@@ -3,6 +3,8 @@
 torchvision cannot be imported beside the pinned torch build here, and its transforms work one image at a
 time; drawing every image's parameters at once and applying them with one ``grid_sample`` is faster on a CPU.
 All functions take and return N×3×H×W tensors in [-1, 1], and draw randomness only from ``generator``.
+The random parameters (a few numbers per image) are drawn on the CPU and moved to the images' device, where the
+pixel work happens: the same seed gives the same views on any device.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror a random half of the images left to right."""
-    flipped = torch.rand(len(images), generator=generator) < 0.5
+    flipped = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
     out = images.clone()
     out[flipped] = images[flipped].flip(3)
     return out
@@ -50,6 +52,7 @@ def random_resized_crop(
     theta[:, 0, 0], theta[:, 0, 2] = scale_x * mirror, shift_x
     theta[:, 1, 1], theta[:, 1, 2] = scale_y, shift_y
     height, width = (size, size) if size else images.shape[2:]
+    theta = theta.to(images.device, images.dtype)
     grid = F.affine_grid(theta, [n, images.shape[1], height, width], align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -74,7 +77,7 @@ def color_distort(
 
     def factor() -> torch.Tensor:
         jitter = jittered()
-        return (1 + _uniform(n, -strength, strength, generator) * jitter).view(n, 1, 1, 1)
+        return (1 + _uniform(n, -strength, strength, generator) * jitter).view(n, 1, 1, 1).to(images.device)
 
     brightness, contrast, saturation = factor(), factor(), factor()
     x = x * brightness
@@ -84,7 +87,7 @@ def color_distort(
     x = luma + (x - luma) * saturation
     if hue > 0:  # drawn only when asked for, so the random stream (and every result) without hue stays as it was
         x = rotate_hue(x, _uniform(n, -hue, hue, generator) * jittered() * 2 * math.pi)
-    gray = (torch.rand(n, generator=generator) < p_gray).float().view(n, 1, 1, 1)
+    gray = (torch.rand(n, generator=generator) < p_gray).float().view(n, 1, 1, 1).to(images.device)
     x = x * (1 - gray) + luma * gray
     return x.clamp(0, 1) * 2 - 1
 
@@ -99,7 +102,7 @@ def rotate_hue(rgb: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     rotation = torch.zeros(len(rgb), 3, 3)
     rotation[:, 0, 0] = 1
     rotation[:, 1, 1], rotation[:, 1, 2], rotation[:, 2, 1], rotation[:, 2, 2] = cos, -sin, sin, cos
-    transform = _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
+    transform = (_YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ).to(rgb.device, rgb.dtype)
     return torch.einsum("nij,njhw->nihw", transform, rgb)
 
 

@@ -40,6 +40,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaling", help="none | standardize | l2: how latent features are scaled before reducing")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     parser.add_argument(
+        "--device", help="auto (default: CUDA when there is a GPU, else the CPU) | cpu | cuda | cuda:N | mps"
+    )
+    parser.add_argument(
         "--set",
         action="append",
         metavar="SECTION.KEY=VALUE",
@@ -89,6 +92,7 @@ def build_config(args: argparse.Namespace):
         (config.cluster, "scaling", args.scaling),
         (config.refine, "epochs", args.refine_epochs),
         (config, "threads", args.threads),
+        (config, "device", args.device),
         (config, "image_size", args.image_size),
     ]
     for section, name, value in overrides:
@@ -103,7 +107,7 @@ def build_config(args: argparse.Namespace):
 
 
 # Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains
-# (--epochs) and how many threads it uses (--threads).
+# (--epochs), and where it runs (--threads, --device).
 SETTING_OPTIONS = (
     "data", "image_size", "model", "seed", "k", "k_range", "batch_size", "lr", "beta",
     "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs", "set",
@@ -115,7 +119,7 @@ def refuse_settings_on_resume(args: argparse.Namespace) -> None:
     if args.resume is not None and given:
         raise ConfigError(
             f"{args.resume}: --resume continues a run with the settings it was started with; "
-            f"found {', '.join(given)} too (only --epochs and --threads may change). Start a new run to change them"
+            f"found {', '.join(given)} too (only --epochs, --threads and --device may change). Start a new run to change them"
         )
 
 
@@ -127,10 +131,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None and args.epochs is None:
         # A resumed run keeps its own epoch count: only an explicit --epochs extends it, not the default model's.
         config.train.epochs = 0
-    result = run(
-        config, args.out or args.resume, resume=args.resume is not None, force=args.force, resume_threads=args.threads
-    )
-    _print_result(result.run_dir, result.metrics)
+    from aeclust.engine import stop_engine, torchrun_world
+
+    try:
+        result = run(
+            config, args.out or args.resume, resume=args.resume is not None, force=args.force,
+            resume_threads=args.threads, resume_device=args.device,
+        )  # fmt: skip
+    finally:
+        stop_engine()
+    if torchrun_world()[0] == 0:
+        _print_result(result.run_dir, result.metrics)
     return 0
 
 
@@ -143,7 +154,8 @@ def cmd_recluster(args: argparse.Namespace) -> int:
 
     k_range = (cluster.k_min, cluster.k_max) if args.k_range is not None else None
     result = recluster(
-        args.run_dir, cluster.k, args.out, k_range=k_range, refine_epochs=args.refine_epochs, settings=args.set or []
+        args.run_dir, cluster.k, args.out, k_range=k_range, refine_epochs=args.refine_epochs, settings=args.set or [],
+        device=args.device,
     )
     _print_result(result.run_dir, result.metrics)
     return 0
@@ -215,6 +227,7 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="a cluster.* or refine.* setting, e.g. --set cluster.clusterer=kmeans-merge (repeatable)",
     )
+    recluster.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's own)")
     recluster.set_defaults(handler=cmd_recluster)
 
     score = commands.add_parser("score", help="print the accuracy of a prediction.csv against an answer key")

@@ -113,6 +113,7 @@ class RunConfig:
     image_size: int = 32  # side of the square every image is resized (or cropped) to; a multiple of 8
     seed: int = 0
     threads: int = 0  # 0: one per CPU core
+    device: str = "auto"  # auto (CUDA when there is a GPU, else the CPU) | cpu | cuda | cuda:N | mps
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

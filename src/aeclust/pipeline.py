@@ -20,6 +20,7 @@ from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.config import AUTO_K, RunConfig, with_settings
 from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS
+from aeclust.engine import Engine, resolve_device, start_engine
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
@@ -106,7 +107,12 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
 
 
 def prepare_run_dir(
-    config: RunConfig, out: str | Path | None, resume: bool, force: bool, threads: int | None = None
+    config: RunConfig,
+    out: str | Path | None,
+    resume: bool,
+    force: bool,
+    threads: int | None = None,
+    device: str | None = None,
 ) -> tuple[RunConfig, Path]:
     """Pick the run directory and settle the configuration: a resumed run keeps the one it was started with."""
     if resume:
@@ -116,8 +122,10 @@ def prepare_run_dir(
         saved = RunConfig.load(run_dir / CONFIG_FILE)
         if config.train.epochs > saved.train.epochs:  # continuing a finished run for more epochs is allowed
             saved.train.epochs = config.train.epochs
-        if threads is not None:  # a machine setting, free to differ from the first session's
+        if threads is not None:  # machine settings, free to differ from the first session's
             saved.threads = threads
+        if device is not None:
+            saved.device = device
         return saved, run_dir
     if force and out is not None and Path(out).exists():
         run_dir = Path(out)
@@ -146,48 +154,52 @@ def run(
     resume: bool = False,
     force: bool = False,
     resume_threads: int | None = None,
+    resume_device: str | None = None,
 ) -> RunResult:
     """Train, cluster and score one model; write everything into a new run directory (or resume one).
 
     A resumed run keeps the settings it was started with, except a longer ``config.train.epochs`` and, when
-    given, ``resume_threads``.
+    given, ``resume_threads`` and ``resume_device``. Under torchrun every process calls this; they train together
+    and only the main one writes.
     """
     started = time.perf_counter()
     if resume:  # the saved settings say which data to load
-        config, run_dir = prepare_run_dir(config, out, resume, force, resume_threads)
+        config, run_dir = prepare_run_dir(config, out, resume, force, resume_threads, resume_device)
     check_names(config)
+    engine = start_engine(config.device)
     timings: dict[str, float] = {}
     mark = time.perf_counter()
     images = images if images is not None else load_images(config.data, image_size=config.image_size)
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
     if not resume:  # only now, so a bad input leaves no empty run directory behind and --force removes nothing
-        config, run_dir = prepare_run_dir(config, out, resume, force)
-    config.save(run_dir / CONFIG_FILE)
-    log(f"run {run_dir}: model {config.model_name}, {len(images.train_images)} train images from {images.source}")
+        if engine.is_main:
+            config, run_dir = prepare_run_dir(config, out, resume, force)
+        run_dir = Path(engine.broadcast(str(run_dir) if engine.is_main else None))
+    if engine.is_main:
+        config.save(run_dir / CONFIG_FILE)
+    log(f"run {run_dir} on {engine.describe()}: model {config.model_name}, {len(images.train_images)} train images from {images.source}")
 
-    trainer = Trainer(config, images, run_dir)
+    trainer = Trainer(config, images, run_dir, engine)
     if resume:
         trainer.resume()
     mark = time.perf_counter()
-    history = trainer.fit()
-    timings["train_seconds"] = sum(r.train_seconds for r in history)
-    timings["epoch_eval_seconds"] = sum(r.eval_seconds for r in history)
+    trainer.fit()
     timings["this_session_train_seconds"] = time.perf_counter() - mark
-
     log("clustering train and val latents")
     mark = time.perf_counter()
     # The last epoch's history step encoded both sets and clustered val with this very model and seed;
     # a run resumed after its last epoch has no such step, so it encodes afresh.
-    evaluation = trainer.latest_evaluation
-    if evaluation is None or evaluation.epoch != trainer.epoch:
-        evaluation = trainer.evaluate()
+    trained = trainer.result()
     timings["latent_seconds"] = time.perf_counter() - mark
-    metrics: dict = {"model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trainer.epoch}
+    timings["train_seconds"] = sum(r.train_seconds for r in trained.history)
+    timings["epoch_eval_seconds"] = sum(r.eval_seconds for r in trained.history)
+    metrics: dict = {"model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trained.epoch}
     result = cluster_refine_and_write(
-        run_dir, config, images, trainer.model, evaluation, metrics, timings, started, resume_refinement=resume
-    )
-    result.history = history
+        run_dir, config, images, trained.autoencoder, trained.evaluation, metrics, timings, started,
+        resume_refinement=resume, engine=engine,
+    )  # fmt: skip
+    result.history = trained.history
     return result
 
 
@@ -202,13 +214,16 @@ def cluster_refine_and_write(
     started: float,
     *,
     resume_refinement: bool = False,
+    engine: Engine | None = None,
 ) -> RunResult:
     """The end of every run, shared by :func:`run` and :func:`recluster`: choose k if the configuration leaves it
     to the data, cluster the train latents, refine, score, and write prediction.csv, arrays/ and metrics.json.
 
     ``evaluation`` holds the trained model's latents (and, when it has one, a val clustering with this
-    configuration); ``metrics`` and ``timings`` are what the caller has recorded so far.
+    configuration); ``metrics`` and ``timings`` are what the caller has recorded so far. Under torchrun the main
+    process clusters and writes; every process refines.
     """
+    engine = engine if engine is not None else start_engine(config.device)
     metrics["train_mse"] = evaluation.train_mse
     outputs = {"train_latents.npy": evaluation.train_latents}
     if images.has_val:
@@ -216,22 +231,27 @@ def cluster_refine_and_write(
         outputs["val_latents.npy"] = evaluation.val_latents
 
     mark = time.perf_counter()
-    train_clustering = cluster_latents(evaluation.train_latents, config.cluster, config.seed)
+    train_clustering = val_clustering = selection = None
+    if engine.is_main:
+        train_clustering = cluster_latents(evaluation.train_latents, config.cluster, config.seed)
+        timings |= {f"train_{stage}_step_seconds": seconds for stage, seconds in train_clustering.seconds.items()}
+        val_clustering, selection = evaluation.val_clustering, train_clustering.k_selection
     timings["cluster_train_seconds"] = time.perf_counter() - mark
-    timings |= {f"train_{stage}_step_seconds": seconds for stage, seconds in train_clustering.seconds.items()}
-    val_clustering = evaluation.val_clustering
-    selection = train_clustering.k_selection
     if selection is not None:
         log(f"chose k={selection.chosen} by {selection.criterion}: {selection.reason}")
         metrics["k"] = selection.chosen
         metrics["k_selection"] = selection.to_dict()
-        # Val is cut into the train's k from here on (the history's evaluation chose its own k on val each epoch).
-        config = replace(config, cluster=replace(config.cluster, k=selection.chosen))
-        val_clustering = None
-    if images.has_val and val_clustering is None:
+        val_clustering = None  # val is cut into the train's k (the history's evaluation chose its own k on val)
+    chosen_k, initial_clusters = engine.broadcast(
+        (selection.chosen if selection is not None else config.cluster.k, train_clustering.clusters)
+        if engine.is_main
+        else None
+    )
+    config = replace(config, cluster=replace(config.cluster, k=chosen_k))
+    if images.has_val and val_clustering is None and engine.is_main:
         val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
     if config.refine.total_epochs > 0:
-        if images.train_labels is not None:
+        if images.train_labels is not None and engine.is_main:
             metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
         if val_clustering is not None:
             metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, val_clustering.clusters)
@@ -241,7 +261,7 @@ def cluster_refine_and_write(
         )
         mark = time.perf_counter()
         refiner = NeighbourRefiner(
-            model, images, config, train_clustering.clusters, run_dir / "checkpoints", evaluation.epoch
+            model, images, config, initial_clusters, run_dir / "checkpoints", evaluation.epoch, engine
         )
         if resume_refinement and refiner.resume():
             log(f"resuming the refinement after its epoch {refiner.epoch}")
@@ -250,6 +270,8 @@ def cluster_refine_and_write(
         train_clustering = Clustering(refined.train_features, refined.train_features, refined.train_clusters)
         if refined.val_clusters is not None:
             val_clustering = Clustering(refined.val_features, refined.val_features, refined.val_clusters)
+    if not engine.is_main:  # the others have refined with it; the main one scores and writes
+        return RunResult(run_dir, metrics, train_clustering.clusters if train_clustering else initial_clusters)
     outputs |= {"train_embedding.npy": train_clustering.embedding, "train_clusters.npy": train_clustering.clusters}
     write_predictions(run_dir / PREDICTION_FILE, images.ids(), train_clustering.clusters)
     metrics["cluster_sizes"] = np.bincount(train_clustering.clusters, minlength=config.cluster.k).tolist()
@@ -299,6 +321,7 @@ def recluster(
     refine_epochs: int | None = None,
     settings: Sequence[str] = (),
     images: ImageSet | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Cut a finished run's images into ``k`` clusters (:data:`AUTO_K`: chosen from the data) without training the
     autoencoder again, in a new run directory (default: beside the source, named ``SOURCE-kK``).
@@ -325,6 +348,8 @@ def recluster(
         config.cluster.k_min, config.cluster.k_max = k_range
     if refine_epochs is not None:
         config.refine.epochs = refine_epochs
+    if device is not None:
+        config.device = device
     check_names(config)
     source_metrics = read_metrics(source / METRICS_FILE)
     timings: dict[str, float] = {}
@@ -333,10 +358,11 @@ def recluster(
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
     set_threads(config.threads)
-    model, checkpoint = load_model(source / "checkpoints" / LAST_CHECKPOINT)
+    engine = Engine(resolve_device(config.device))  # one process: re-cutting is a short job
+    model, checkpoint = load_model(source / "checkpoints" / LAST_CHECKPOINT, engine.device)
     mark = time.perf_counter()
     epoch = checkpoint["epoch"]
-    evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode_again(model, images, epoch)
+    evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode_again(model, images, epoch, engine)
     timings["latent_seconds"] = time.perf_counter() - mark
 
     default_out = source.with_name(f"{source.name}-k{k or 'auto'}")
@@ -352,7 +378,7 @@ def recluster(
         "model": config.model_name, "seed": config.seed, "k": k, "epochs": evaluation.epoch,
         "reclustered_from": str(source),
     }  # fmt: skip
-    return cluster_refine_and_write(target, config, images, model, evaluation, metrics, timings, started)
+    return cluster_refine_and_write(target, config, images, model, evaluation, metrics, timings, started, engine=engine)
 
 
 def read_metrics(path: Path) -> dict:
@@ -366,9 +392,9 @@ def read_metrics(path: Path) -> dict:
     return metrics
 
 
-def _encode_again(model: nn.Module, images: ImageSet, epoch: int) -> Evaluation:
+def _encode_again(model: nn.Module, images: ImageSet, epoch: int, engine: Engine) -> Evaluation:
     log("encoding the images again (the run's saved latents are missing or do not fit its data)")
-    return encode_splits(model, images, epoch)
+    return encode_splits(model, images, epoch, engine)
 
 
 def _saved_latents(source: Path, images: ImageSet, metrics: dict, epoch: int) -> Evaluation | None:

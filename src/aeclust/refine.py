@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +25,14 @@ from torch import nn
 from aeclust.augment import contrastive_view
 from aeclust.config import FORMAT_VERSION, RunConfig
 from aeclust.data import ImageSet
-from aeclust.embed import INFERENCE_BATCH, to_model_input
-from aeclust.errors import unknown_name
+from aeclust.engine import Engine, start_engine
+from aeclust.errors import CheckpointError, unknown_name
+from aeclust.infer import infer, pooled_unit_latents
 from aeclust.io import load_checked, torch_save_atomic
+from aeclust.loop import run_epoch, shard_batches
+from aeclust.objectives import NeighbourConsistencyObjective, SelfLabellingObjective
+from aeclust.objectives.views import channels_last
+from aeclust.train import augmentation_seed
 
 REFINE_CHECKPOINT = "refine.pt"
 REFINE_KIND = "aeclust-refine-checkpoint"
@@ -35,36 +40,23 @@ NEIGHBOUR_BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50
 HEAD_SCALE = 10.0  # the head's logits start as 10 × cosine to each centroid: confident, not saturated
 
 
-def pooled_unit_latents(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Globally pooled, unit-length latents: the space neighbours are found in and the head reads."""
-    return F.normalize(model.encode(inputs.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3)), dim=1)
-
-
-@torch.inference_mode()
-def encode_pooled(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """Pooled unit latents of all ``inputs``, in eval mode and large batches."""
-    was_training = model.training
-    model.eval()
-    try:
-        outputs = [
-            pooled_unit_latents(model, inputs[start : start + INFERENCE_BATCH])
-            for start in range(0, len(inputs), INFERENCE_BATCH)
-        ]
-    finally:
-        model.train(was_training)
-    return torch.cat(outputs)
-
-
-def nearest_neighbours(features: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of each row's ``k`` most cosine-similar other rows (rows are unit length), block by block."""
+def nearest_neighbours(features: torch.Tensor, k: int, engine: Engine | None = None) -> torch.Tensor:
+    """Indices of each row's ``k`` most cosine-similar other rows (rows are unit length), block by block; under
+    torchrun each process searches for its share of the rows and every process gets all of them back."""
     k = min(k, len(features) - 1)
+    rows = engine.shard(len(features)) if engine is not None else slice(0, len(features))
+    device = engine.device if engine is not None else features.device
+    everyone = features.to(device)
     blocks = []
-    for start in range(0, len(features), NEIGHBOUR_BLOCK):
-        similarity = features[start : start + NEIGHBOUR_BLOCK] @ features.T
-        rows = torch.arange(len(similarity))
-        similarity[rows, rows + start] = -2.0  # never one's own neighbour
+    for start in range(rows.start, rows.stop, NEIGHBOUR_BLOCK):
+        similarity = everyone[start : min(start + NEIGHBOUR_BLOCK, rows.stop)] @ everyone.T
+        own = torch.arange(len(similarity), device=device)
+        similarity[own, own + start] = -2.0  # never one's own neighbour
         blocks.append(similarity.topk(k, dim=1).indices)
-    return torch.cat(blocks)
+    found = torch.cat(blocks) if blocks else torch.empty(0, k, dtype=torch.long, device=device)
+    if engine is not None and engine.distributed:
+        found = engine.gather(found.to(engine.collective_device))
+    return found.cpu()
 
 
 def neighbour_count(configured: int, images: int, k: int) -> int:
@@ -90,29 +82,6 @@ def head_from_clusters(features: torch.Tensor, clusters: np.ndarray, k: int) -> 
     return head
 
 
-def scan_loss(
-    anchor_logits: torch.Tensor,
-    partner_logits: torch.Tensor,
-    entropy_weight: float,
-    target_shares: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """−log ⟨p(anchor), p(neighbour)⟩, plus a balance term on the batch's mean cluster share.
-
-    Without ``target_shares`` the balance term is SCAN's: minus entropy_weight × the entropy of the mean share,
-    which is smallest when every cluster takes 1/k of the images. With them it is entropy_weight × KL(mean share ‖
-    target): it keeps every cluster in use just as well, but holds the clusters at the target's (possibly uneven)
-    sizes instead of pulling them all towards 1/k. With uniform targets the two differ only by the constant log k.
-    """
-    anchor, partner = anchor_logits.softmax(1), partner_logits.softmax(1)
-    consistency = -torch.log((anchor * partner).sum(1).clamp_min(1e-8)).mean()
-    share = anchor.mean(0)
-    entropy = -(share * torch.log(share.clamp_min(1e-8))).sum()
-    if target_shares is None:
-        return consistency - entropy_weight * entropy
-    cross_entropy = -(share * torch.log(target_shares)).sum()
-    return consistency + entropy_weight * (cross_entropy - entropy)
-
-
 def target_shares(clusters: np.ndarray, k: int, balance: str) -> torch.Tensor | None:
     """The cluster sizes refinement holds the clusters to, as shares: None for SCAN's uniform pull (``"uniform"``),
     else (``"prior"``) the clustering stage's own sizes, smoothed by one image each so no target is zero."""
@@ -127,13 +96,6 @@ def target_shares(clusters: np.ndarray, k: int, balance: str) -> torch.Tensor | 
 BALANCES = ("uniform", "prior")
 
 
-def self_label_weights(sizes: torch.Tensor, target_shares: torch.Tensor | None) -> torch.Tensor:
-    """Per-cluster weights of the self-labelling loss: each cluster's target share (1/k without targets) over its
-    share of the confident images, so a cluster holding more than its share weighs less; 0 for an empty one."""
-    wanted = torch.full((len(sizes),), 1 / len(sizes)) if target_shares is None else target_shares
-    return torch.where(sizes > 0, wanted * sizes.sum() / sizes.clamp_min(1), 0.0).float()
-
-
 @dataclass
 class Refinement:
     train_clusters: np.ndarray
@@ -142,11 +104,29 @@ class Refinement:
     val_features: np.ndarray | None = None
 
 
+class ClusterModel(nn.Module):
+    """A copy of the trained autoencoder's encoder and a k-way head on its pooled unit latents: calling it on a
+    batch of views gives their cluster logits. The decoder comes along in the copy but takes no part."""
+
+    def __init__(self, autoencoder: nn.Module, head: nn.Linear | None = None) -> None:
+        super().__init__()
+        self.autoencoder, self.head = copy.deepcopy(autoencoder), head
+        self.autoencoder.decoder.requires_grad_(False)
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.encode(images)
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        return self.head(pooled_unit_latents(self.autoencoder.encode(channels_last(views))))
+
+
 class NeighbourRefiner:
     """Fine-tunes a copy of ``model``'s encoder and a k-way head on ``images.train_images``.
 
     With a ``checkpoint_dir``, one checkpoint per epoch is written there and :meth:`resume` can continue from it;
-    ``trained_epochs`` (how long the autoencoder had trained) tells a stale checkpoint from a current one.
+    ``trained_epochs`` (how long the autoencoder had trained) tells a stale checkpoint from a current one. Under
+    torchrun (``engine`` distributed) every process makes a refiner with the same ``initial_clusters``; each trains
+    on its share of every batch and only the main one writes.
     """
 
     def __init__(
@@ -157,17 +137,22 @@ class NeighbourRefiner:
         initial_clusters: np.ndarray,
         checkpoint_dir: Path | None = None,
         trained_epochs: int = 0,
+        engine: Engine | None = None,
     ) -> None:
         self.settings, self.images, self.trained_epochs = config.refine, images, trained_epochs
+        self.engine = engine if engine is not None else start_engine(config.device)
         self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / REFINE_CHECKPOINT
         torch.manual_seed(config.seed)
-        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        self.inputs = to_model_input(images.train_images)
-        features = encode_pooled(self.model, self.inputs)
-        self.neighbour_count = neighbour_count(self.settings.neighbours, len(self.inputs), config.cluster.k)
-        self.neighbours = nearest_neighbours(features, self.neighbour_count)
-        self.head = head_from_clusters(features, initial_clusters, config.cluster.k)
-        self.target_shares = target_shares(initial_clusters, config.cluster.k, self.settings.balance)
+        k = config.cluster.k
+        self.cluster_model = ClusterModel(model).to(self.engine.device, memory_format=torch.channels_last)
+        features = self.encode_pooled(images.train_images)
+        self.neighbour_count = neighbour_count(self.settings.neighbours, len(features), k)
+        self.neighbours = nearest_neighbours(features, self.neighbour_count, self.engine)
+        self.target_shares = target_shares(initial_clusters, k, self.settings.balance)
+        self.cluster_model.head = head_from_clusters(features, initial_clusters, k)
+        self.training_module = self.engine.prepare(self.cluster_model)
+        self.model, self.head = self.cluster_model.autoencoder, self.cluster_model.head
+        self.consistency = NeighbourConsistencyObjective(self.settings.entropy_weight, self.target_shares, self.engine)
         self.optimizer = torch.optim.Adam(
             [
                 {"params": self.model.parameters(), "lr": self.settings.lr},
@@ -175,12 +160,18 @@ class NeighbourRefiner:
             ],
             fused=True,
         )
+        self.scaler = self.engine.grad_scaler()
+        # As in training: one generator for everything in one process; under torchrun it draws what every process
+        # must agree on (anchors, partners) and each process draws its views from its own.
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.view_generator = self.generator
+        if self.engine.distributed:
+            self.view_generator = torch.Generator().manual_seed(augmentation_seed(config.seed, self.engine.rank))
         self.view_config = config.model  # views are augmented as the model's own contrastive views were
         self.epoch = 0
 
     def state(self) -> dict:
-        return {
+        state = {
             "kind": REFINE_KIND,
             "format_version": FORMAT_VERSION,
             "epoch": self.epoch,
@@ -189,7 +180,11 @@ class NeighbourRefiner:
             "head": self.head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
+            "processes": self.engine.world_size,
         }
+        if self.engine.distributed:
+            state["view_generators"] = self.engine.gather_objects(self.view_generator.get_state())
+        return state
 
     def resume(self) -> bool:
         """Continue from this run's refinement checkpoint, if one was written for this model; return whether so.
@@ -201,52 +196,67 @@ class NeighbourRefiner:
         state = load_checked(self.checkpoint_path, REFINE_KIND, "an aeclust refinement checkpoint")
         if state.get("trained_epochs") != self.trained_epochs:
             return False
+        processes = state.get("processes", 1)
+        if processes != self.engine.world_size:
+            raise CheckpointError(
+                f"{self.checkpoint_path}: written by {processes} process(es), found {self.engine.world_size} "
+                "resuming it; resume with as many processes as it was written by"
+            )
         self.model.load_state_dict(state["model"])
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        if self.engine.distributed:
+            self.view_generator.set_state(state["view_generators"][self.engine.rank])
         self.epoch = state["epoch"]
         if self.settings.remine_neighbours and 0 < self.epoch < self.settings.epochs:
             self.mine_neighbours()  # as the interrupted run did after this epoch: they come from the model alone
         return True
 
+    def encode_pooled(self, images: np.ndarray) -> torch.Tensor:
+        """The refining encoder's pooled unit latents of ``images``."""
+        return infer(self.cluster_model, images, ("pooled",), engine=self.engine).pooled
+
     def mine_neighbours(self) -> None:
         """Each image's nearest neighbours in the refining encoder's pooled, unit-length latent space."""
-        self.neighbours = nearest_neighbours(encode_pooled(self.model, self.inputs), self.neighbour_count)
+        features = self.encode_pooled(self.images.train_images)
+        self.neighbours = nearest_neighbours(features, self.neighbour_count, self.engine)
+
+    def views(self, indices: torch.Tensor) -> torch.Tensor:
+        batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
+        return contrastive_view(batch, self.view_generator, self.view_config)
 
     def train_one_epoch(self) -> tuple[float, list[int]]:
         """One pass over the images as anchors; the mean loss and how many anchors each cluster took, as it went."""
-        self.model.train()
-        batch_size, total, seen = self.settings.batch_size, 0.0, 0
+        self.cluster_model.train()
         sizes = torch.zeros(self.head.out_features, dtype=torch.long)
-        order = torch.randperm(len(self.inputs), generator=self.generator)[: self.settings.anchors_per_epoch]
-        for start in range(0, len(order), batch_size):
-            anchors = order[start : start + batch_size]
-            picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
-            partners = self.neighbours[anchors, picked]
-            views = torch.cat(
-                [
-                    contrastive_view(self.inputs[anchors], self.generator, self.view_config),
-                    contrastive_view(self.inputs[partners], self.generator, self.view_config),
-                ]
-            )
-            logits = self.head(pooled_unit_latents(self.model, views))
-            loss = scan_loss(
-                logits[: len(anchors)], logits[len(anchors) :], self.settings.entropy_weight, self.target_shares
-            )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(anchors)
-            seen += len(anchors)
-            sizes += torch.bincount(logits[: len(anchors)].argmax(1), minlength=len(sizes))
-        return total / seen, sizes.tolist()
+        order = torch.randperm(len(self.images.train_images), generator=self.generator)[: self.settings.anchors_per_epoch]
+
+        def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for anchors in shard_batches(order, self.settings.batch_size, _ONE_PROCESS):
+                # Drawn for the whole batch by every process alike, then split: the same pairs as in one process.
+                picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
+                partners = self.neighbours[anchors, picked]
+                if not self.engine.distributed or len(anchors) >= self.engine.world_size:
+                    yield anchors[_split(len(anchors), self.engine)], partners[_split(len(anchors), self.engine)]
+
+        def step(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float]]:
+            anchors, partners = pair
+            logits = self.training_module(torch.cat([self.views(anchors), self.views(partners)]))
+            anchor_logits = logits[: len(anchors)]
+            sizes.add_(torch.bincount(anchor_logits.argmax(1).cpu(), minlength=len(sizes)))
+            return self.consistency(anchor_logits, logits[len(anchors) :]), len(anchors), {}
+
+        totals = run_epoch(pairs(), step, self.optimizer, self.engine, scaler=self.scaler, description="refine")
+        return totals.loss, self.engine.sum_counts(sizes).tolist()
 
     @torch.no_grad()  # not inference_mode: the targets it returns take part in a loss that is backpropagated
     def confident_assignments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices of the train images each cluster holds most confidently (its ``confident_share`` of them, by the
         head's probability), and their clusters, in index order."""
-        probabilities = self.head(encode_pooled(self.model, self.inputs)).softmax(1)
+        probabilities = infer(
+            self.cluster_model, self.images.train_images, ("probabilities",), head=self.head, engine=self.engine
+        ).probabilities
         confidence, clusters = probabilities.max(1)
         chosen = []
         for cluster in range(probabilities.shape[1]):
@@ -258,27 +268,20 @@ class NeighbourRefiner:
 
     def self_label_one_epoch(self) -> tuple[float, list[int]]:
         """Cross-entropy towards the confidently held clusters, on strongly augmented views; the mean loss and how
-        many confident images each cluster has.
-
-        Each cluster's term is weighted by its target share (1/k, or the balance prior's) over its share of the
-        confident images, so that a cluster grown past its size does not swallow the rest (as in SCAN).
-        """
+        many confident images each cluster has."""
         chosen, targets = self.confident_assignments()
         sizes = torch.bincount(targets, minlength=self.head.out_features)
-        weights = self_label_weights(sizes, self.target_shares)
-        self.model.train()
-        batch_size, total = self.settings.batch_size, 0.0
+        objective = SelfLabellingObjective(sizes, self.target_shares)
+        self.cluster_model.train()
         order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
-        for start in range(0, len(order), batch_size):
-            picked = order[start : start + batch_size]
-            views = contrastive_view(self.inputs[chosen[picked]], self.generator, self.view_config)
-            logits = self.head(pooled_unit_latents(self.model, views))
-            loss = F.cross_entropy(logits, targets[picked], weight=weights)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += loss.item() * len(picked)
-        return total / len(order), sizes.tolist()
+
+        def step(picked: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, float]]:
+            logits = self.training_module(self.views(chosen[picked]))
+            return objective(logits, targets[picked].to(logits.device)), len(picked), {}
+
+        batches = shard_batches(order, self.settings.batch_size, self.engine)
+        totals = run_epoch(batches, step, self.optimizer, self.engine, scaler=self.scaler, description="self-label")
+        return totals.loss, sizes.tolist()
 
     def fit(self, log: Callable[[str], None] = print, until: int | None = None) -> Refinement:
         """Train to the configured number of epochs (or to epoch ``until``), then predict every image."""
@@ -293,25 +296,43 @@ class NeighbourRefiner:
                 loss, sizes = self.self_label_one_epoch()
                 what = (
                     f"self-labelling {self.epoch + 1 - scan_epochs}/{total_epochs - scan_epochs}  loss {loss:.4f}  "
-                    f"confident per cluster {sizes} of {len(self.inputs)}"
+                    f"confident per cluster {sizes} of {len(self.images.train_images)}"
                 )
             self.epoch += 1
             if self.settings.remine_neighbours and self.epoch < scan_epochs:
                 self.mine_neighbours()
             if self.checkpoint_path is not None:
-                torch_save_atomic(self.checkpoint_path, self.state())
-            log(f"refine {what}  ({time.perf_counter() - started:.0f}s)")
+                state = self.state()  # a collective under torchrun: every process takes part, one writes
+                if self.engine.is_main:
+                    torch_save_atomic(self.checkpoint_path, state)
+            if self.engine.is_main:
+                log(f"refine {what}  ({time.perf_counter() - started:.0f}s)")
         return self.result()
 
     @torch.inference_mode()
     def result(self) -> Refinement:
-        train_features = encode_pooled(self.model, self.inputs)
-        refinement = Refinement(self.head(train_features).argmax(1).numpy(), train_features.numpy())
+        """Every train (and val) image's cluster by the refined head, and the refined encoder's features."""
+        train_features = self.encode_pooled(self.images.train_images)
+        head = self.head.eval()
+        refinement = Refinement(
+            head(train_features.to(self.engine.device)).argmax(1).cpu().numpy(), train_features.numpy()
+        )
         if self.images.has_val:
-            val_features = encode_pooled(self.model, to_model_input(self.images.val_images))
-            refinement.val_clusters = self.head(val_features).argmax(1).numpy()
+            val_features = self.encode_pooled(self.images.val_images)
+            refinement.val_clusters = head(val_features.to(self.engine.device)).argmax(1).cpu().numpy()
             refinement.val_features = val_features.numpy()
         return refinement
+
+
+_ONE_PROCESS = Engine(torch.device("cpu"))
+
+
+def _split(count: int, engine: Engine) -> slice:
+    """This process's share of a batch of ``count``, as :func:`aeclust.loop.shard_batches` splits one."""
+    if not engine.distributed:
+        return slice(None)
+    bounds = np.cumsum([0] + [len(part) for part in torch.tensor_split(torch.arange(count), engine.world_size)])
+    return slice(int(bounds[engine.rank]), int(bounds[engine.rank + 1]))
 
 
 def refine_clusters(

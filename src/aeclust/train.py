@@ -1,7 +1,8 @@
-"""Training: reconstruction MSE (+ β · rotation cross-entropy), a checkpoint and a history row every epoch.
+"""Training: the autoencoder learns by its objectives (reconstruction MSE, rotation, contrastive views), with a
+checkpoint and a history row every epoch.
 
 A checkpoint holds everything needed to rebuild the model and continue exactly where training stopped:
-weights, optimizer, the random generator's state, the epoch and the history so far (as nanoGPT does).
+weights, optimizer, the random generators' states, the epoch and the history so far (as nanoGPT does).
 """
 
 from __future__ import annotations
@@ -18,19 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
+from torch import nn
 
 from aeclust.cluster import Clustering, cluster_latents
-from aeclust.augment import contrastive_view, random_flip
 from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
-from aeclust.embed import encode_images, to_model_input
+from aeclust.engine import Engine, start_engine, torchrun_world
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
+from aeclust.infer import infer
 from aeclust.io import load_checked, remove_stale_temporaries, torch_save_atomic, write_text_atomic
+from aeclust.loop import run_epoch, shard_batches
 from aeclust.metrics import accuracy_of
-from aeclust.losses import nt_xent_loss
-from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch, shrink_factor
+from aeclust.models import create_autoencoder, shrink_factor
+from aeclust.objectives import build_objectives, draw_training_views
 
 CHECKPOINT_KIND = "aeclust-checkpoint"
 LAST_CHECKPOINT = "last.pt"
@@ -62,14 +63,24 @@ class Evaluation:
     val_clustering: Clustering | None = None
 
 
-def encode_splits(model: torch.nn.Module, images: ImageSet, epoch: int) -> Evaluation:
+def encode_splits(model: nn.Module, images: ImageSet, epoch: int, engine: Engine | None = None) -> Evaluation:
     """Latents and reconstruction MSE of the train images and, when there are any, the val images."""
-    train_latents, train_mse = encode_images(model, images.train_images, with_mse=True)
-    evaluation = Evaluation(epoch, train_latents, float(train_mse))
+    train = infer(model, images.train_images, ("latents", "mse"), engine=engine)
+    evaluation = Evaluation(epoch, train.latents.numpy(), train.mse)
     if images.has_val:
-        val_latents, val_mse = encode_images(model, images.val_images, with_mse=True)
-        evaluation.val_latents, evaluation.val_mse = val_latents, float(val_mse)
+        val = infer(model, images.val_images, ("latents", "mse"), engine=engine)
+        evaluation.val_latents, evaluation.val_mse = val.latents.numpy(), val.mse
     return evaluation
+
+
+@dataclass
+class TrainedModel:
+    """What training hands on: the autoencoder, in eval mode, and the latest evaluation of it."""
+
+    autoencoder: nn.Module
+    epoch: int
+    history: list[EpochRecord]
+    evaluation: Evaluation
 
 
 def usable_cores() -> int:
@@ -85,7 +96,9 @@ def set_threads(threads: int) -> None:
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A progress line on stderr, from the main process only (under torchrun every process would repeat it)."""
+    if torchrun_world()[0] == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def check_views(model: ModelConfig) -> None:
@@ -118,34 +131,80 @@ def check_views(model: ModelConfig) -> None:
     raise ConfigError(f"{what}: expected {problem}, or {way_out}")
 
 
-class Trainer:
-    """Trains one autoencoder on ``images.train_images`` and records a checkpoint per epoch in ``run_dir``."""
+class SelfSupervisedModel(nn.Module):
+    """An autoencoder and the objectives it learns by. Calling it is one training step's loss, so that
+    DistributedDataParallel, which synchronises gradients of what ``forward`` used, can wrap it whole."""
 
-    def __init__(self, config: RunConfig, images: ImageSet, run_dir: Path) -> None:
+    def __init__(self, autoencoder: nn.Module, config: ModelConfig, flip: bool, engine: Engine | None = None) -> None:
+        super().__init__()
+        self.autoencoder, self.config, self.flip = autoencoder, config, flip
+        self.objectives = build_objectives(autoencoder, config, engine)
+        if "reconstruction" not in self.objectives:  # its gradients would never come; DDP would wait for them
+            autoencoder.decoder.requires_grad_(False)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        views = draw_training_views(
+            images, self.autoencoder, generator, self.config, self.flip, turn="rotation" in self.objectives
+        )
+        loss, reported = torch.zeros((), device=images.device), {}
+        for objective in self.objectives.values():
+            term, sums = objective(views)
+            loss = loss + term
+            reported |= sums
+        return loss, reported
+
+    def heads(self) -> dict[str, nn.Module]:
+        """The objectives' heads by the names checkpoints give them, in the optimizer's order (both as in the
+        releases before objectives were modules, so their runs still resume exactly)."""
+        return {
+            saved: self.objectives[name].head for name, saved in CHECKPOINT_HEADS.items() if name in self.objectives
+        }
+
+
+# objective → the name its head has in a checkpoint's "heads"
+CHECKPOINT_HEADS = {"rotation": "rotation", "contrastive": "projection"}
+
+
+def augmentation_seed(seed: int, rank: int) -> int:
+    """Under torchrun each process draws its own views from a generator of its own, seeded by the run's seed and
+    its rank: a fixed number for a given seed and process count, and different for every process."""
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
+class Trainer:
+    """Trains one autoencoder on ``images.train_images`` and records a checkpoint per epoch in ``run_dir``.
+
+    ``engine`` says where (default: ``config.device``, in this one process). Under torchrun every process makes a
+    Trainer; each trains on its share of every batch and only the main one writes files.
+    """
+
+    def __init__(self, config: RunConfig, images: ImageSet, run_dir: Path, engine: Engine | None = None) -> None:
         check_views(config.model)
         self.config = config
         self.images = images
+        self.engine = engine if engine is not None else start_engine(config.device)
         self.checkpoint_dir = Path(run_dir) / "checkpoints"
         self.history_path = Path(run_dir) / HISTORY_FILE
         set_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.model = create_autoencoder(config.model, images.image_size).to(memory_format=torch.channels_last)
-        channels, side, _ = self.model.latent_shape
-        if config.model.rotate_views and config.model.view_size:  # the head reads the turned views' smaller grid
-            side = config.model.view_size // shrink_factor(config.model.widths)
-        self.rotation_head = RotationHead(channels * side * side) if config.model.rotation else None
-        self.projection_head = ProjectionHead(channels, channels) if config.model.contrastive else None
-        self.heads = {"rotation": self.rotation_head, "projection": self.projection_head}
-        parameters = [
-            p for module in (self.model, *self.heads.values()) if module is not None for p in module.parameters()
-        ]
+        self.model = create_autoencoder(config.model, images.image_size)
+        self.method = SelfSupervisedModel(self.model, config.model, config.train.flip, self.engine)
+        self.training_module = self.engine.prepare(self.method)
+        self.model = self.method.autoencoder  # SyncBatchNorm conversion may have replaced its layers
+        self.heads = self.method.heads()
+        parameters = [p for module in (self.model, *self.heads.values()) for p in module.parameters()]
         # The fused kernel updates all parameters in one pass: several times faster per step on a CPU.
         self.optimizer = torch.optim.Adam(
             parameters, lr=config.train.lr, weight_decay=config.train.weight_decay, fused=True
         )
         self.scheduler = make_scheduler(self.optimizer, config.train, len(images.train_images))
+        self.scaler = self.engine.grad_scaler()
         # One generator drives shuffling, flips, crops and rotations, so its saved state makes a resume exact.
+        # Under torchrun it only orders the epochs (alike in every process); each process draws its views from its own.
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.view_generator = self.generator
+        if self.engine.distributed:
+            self.view_generator = torch.Generator().manual_seed(augmentation_seed(config.seed, self.engine.rank))
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.latest_evaluation: Evaluation | None = None
@@ -159,7 +218,7 @@ class Trainer:
             "image_size": self.images.image_size,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
-            "heads": {name: head.state_dict() for name, head in self.heads.items() if head is not None},
+            "heads": {name: head.state_dict() for name, head in self.heads.items()},
         }
         if full:
             state |= {
@@ -168,20 +227,28 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "generator": self.generator.get_state(),
                 "history": [asdict(record) for record in self.history],
+                "processes": self.engine.world_size,
             }
+            if self.scaler is not None:
+                state["scaler"] = self.scaler.state_dict()
+            if self.engine.distributed:
+                state["view_generators"] = self.engine.gather_objects(self.view_generator.get_state())
         return state
 
     def save_checkpoint(self) -> None:
-        torch_save_atomic(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt", self.state(full=False))
-        torch_save_atomic(self.checkpoint_dir / LAST_CHECKPOINT, self.state(full=True))
+        state = self.state(full=True)  # a collective under torchrun: every process takes part, one writes
+        if self.engine.is_main:
+            torch_save_atomic(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt", self.state(full=False))
+            torch_save_atomic(self.checkpoint_dir / LAST_CHECKPOINT, state)
 
     def resume(self) -> bool:
         """Continue from ``checkpoints/last.pt`` if there is one; return whether there was."""
         path = self.checkpoint_dir / LAST_CHECKPOINT
         if not path.exists():
             return False
-        for stale in remove_stale_temporaries(self.checkpoint_dir):
-            log(f"removed {stale}, a checkpoint left half-written when the run was stopped")
+        if self.engine.is_main:
+            for stale in remove_stale_temporaries(self.checkpoint_dir):
+                log(f"removed {stale}, a checkpoint left half-written when the run was stopped")
         state = load_checkpoint(path, expect=self.config.model)
         planned = state["config"]["train"]["epochs"]
         if self.config.train.schedule == "onecycle" and planned != self.config.train.epochs:
@@ -189,106 +256,56 @@ class Trainer:
                 f"{path}: this run's one-cycle learning rate was planned over {planned} epochs, found "
                 f"{self.config.train.epochs} asked for; a one-cycle run cannot be extended, start a new run instead"
             )
+        processes = state.get("processes", 1)
+        if processes != self.engine.world_size:
+            raise CheckpointError(
+                f"{path}: written by {processes} process(es), found {self.engine.world_size} resuming it; resume with "
+                + ("`aeclust run --resume`" if processes == 1 else f"`torchrun --nproc_per_node={processes}`")
+                + " so every process continues exactly"
+            )
         self.model.load_state_dict(state["model"])
         for name, head in self.heads.items():
-            if head is not None:
-                head.load_state_dict(state["heads"][name])
+            head.load_state_dict(state["heads"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
+        if self.engine.distributed:
+            self.view_generator.set_state(state["view_generators"][self.engine.rank])
         self.epoch = state["epoch"]
         self.history = [EpochRecord(**row) for row in state["history"]]
         log(f"resuming from {path} after epoch {self.epoch}")
         return True
 
     # -- training ----------------------------------------------------------------------------------
-    def set_mode(self, training: bool) -> None:
-        for module in (self.model, *self.heads.values()):
-            if module is not None:
-                module.train(training)
-
-    def step_loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The objective on one batch, and how many rotations the head got right.
-
-        Without the contrastive objective this is the study's: the (rotated) batch is reconstructed and, with
-        rotation on, its rotation predicted from the same latent. With it, two augmented views are encoded
-        together, the first is reconstructed, and rotation (if on) is predicted on a separately rotated batch;
-        multi-crop's small views, if any, are encoded after them and paired with both in the contrastive loss.
-        """
-        model, config = self.model, self.config.model
-        if self.config.train.flip:
-            batch = random_flip(batch, self.generator)
-        turns, smalls = None, []
-        if config.contrastive:
-            views = [contrastive_view(batch, self.generator, config) for _ in range(2)]
-            if self.rotation_head is not None and config.rotate_views:
-                views[0], turns = rotate_batch(views[0], self.generator)
-                views[1], _ = rotate_batch(views[1], self.generator, turns)
-                turns = torch.cat([turns, turns])
-            inputs = torch.cat(views).contiguous(memory_format=torch.channels_last)
-            smalls = [contrastive_view(batch, self.generator, config, small=True) for _ in range(config.small_views)]
-        else:
-            if self.rotation_head is not None:
-                batch, turns = rotate_batch(batch, self.generator)
-            views = [batch]
-            inputs = batch.contiguous(memory_format=torch.channels_last)
-        latent = model.encode(inputs)
-        n = len(batch)
-        loss = torch.zeros(())
-        if config.reconstruction_weight > 0:
-            loss = loss + config.reconstruction_weight * F.mse_loss(model.decode(latent[:n]), views[0])
-        if self.projection_head is not None:
-            projected = self.projection_head(latent)
-            full = [projected[:n], projected[n:]]
-            pairs = [(full[0], full[1])]
-            if smalls:  # every small view is paired with both full views of its image
-                small_latent = model.encode(torch.cat(smalls).contiguous(memory_format=torch.channels_last))
-                pairs += [(small, view) for small in self.projection_head(small_latent).split(n) for view in full]
-            contrastive = sum(nt_xent_loss(a, b, config.temperature) for a, b in pairs) / len(pairs)
-            loss = loss + config.contrastive_weight * contrastive
-        correct = 0.0
-        if self.rotation_head is not None:
-            if turns is None:
-                rotated, turns = rotate_batch(batch, self.generator)
-                rotation_latent = model.encode(rotated.contiguous(memory_format=torch.channels_last))
-            else:
-                rotation_latent = latent
-            logits = self.rotation_head(rotation_latent)
-            loss = loss + config.rotation_weight * F.cross_entropy(logits, turns)
-            # Counted per image of the batch, so the epoch's rotation accuracy stays a share of images.
-            correct = float((logits.argmax(1) == turns).sum()) * n / len(turns)
-        return loss, correct
-
     def train_one_epoch(self) -> tuple[float, float]:
-        self.set_mode(True)
+        """One pass over the train images in a fresh order; the mean loss and the rotation head's accuracy."""
+        self.method.train()
+        order = torch.randperm(len(self.images.train_images), generator=self.generator)
+
+        def step(indices: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, float]]:
+            batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
+            loss, sums = self.training_module(batch, self.view_generator)
+            return loss, len(indices), sums
+
         batch_size = self.config.train.batch_size
-        order = torch.randperm(len(self.inputs), generator=self.generator)
-        total_loss, correct, seen = 0.0, 0, 0
-        batches = range(0, len(order), batch_size)
-        progress = tqdm(
-            batches, desc=f"epoch {self.epoch + 1}/{self.config.train.epochs}", leave=False, disable=None, unit="batch"
-        )
-        for start in progress:
-            batch = self.inputs[order[start : start + batch_size]]
-            loss, batch_correct = self.step_loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            total_loss += loss.item() * len(batch)
-            correct += batch_correct
-            seen += len(batch)
-            progress.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
-        rotation_accuracy = correct / seen if self.rotation_head is not None else float("nan")
-        return total_loss / seen, rotation_accuracy
+        totals = run_epoch(
+            shard_batches(order, batch_size, self.engine), step, self.optimizer, self.engine,
+            scheduler=self.scheduler, scaler=self.scaler, total=math.ceil(len(order) / batch_size),
+            description=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
+        )  # fmt: skip
+        rotation = totals.sums.get("rotation_correct")
+        return totals.loss, (rotation / totals.images if rotation is not None else float("nan"))
 
     def evaluate(self) -> Evaluation:
         """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline.
 
         Evaluates the model as it is after ``self.epoch`` epochs; the latents come along for the run's last step.
+        Under torchrun every process encodes its share; the main one clusters val.
         """
-        evaluation = encode_splits(self.model, self.images, self.epoch)
-        if self.images.has_val:
+        evaluation = encode_splits(self.model, self.images, self.epoch, self.engine)
+        if self.images.has_val and self.engine.is_main:
             evaluation.val_clustering = cluster_latents(evaluation.val_latents, self.config.cluster, self.config.seed)
         self.latest_evaluation = evaluation
         return evaluation
@@ -300,7 +317,6 @@ class Trainer:
 
     def fit(self, on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
         """Train until ``config.train.epochs``, evaluating, checkpointing and logging after every epoch."""
-        self.inputs = to_model_input(self.images.train_images)
         while self.epoch < self.config.train.epochs:
             started = time.perf_counter()
             loss, rotation_accuracy = self.train_one_epoch()
@@ -314,7 +330,8 @@ class Trainer:
             )  # fmt: skip
             self.history.append(record)
             self.save_checkpoint()
-            write_history(self.history_path, self.history)
+            if self.engine.is_main:
+                write_history(self.history_path, self.history)
             log(
                 f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {train_mse:.4f}  "
                 f"val acc {val_accuracy:.3f}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
@@ -322,6 +339,13 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(record)
         return self.history
+
+    def result(self) -> TrainedModel:
+        """The trained model and its evaluation after the last epoch (encoded now if no epoch ran here)."""
+        evaluation = self.latest_evaluation
+        if evaluation is None or evaluation.epoch != self.epoch:
+            evaluation = self.evaluate()
+        return TrainedModel(self.model.eval(), self.epoch, self.history, evaluation)
 
 
 SCHEDULES = ("constant", "onecycle")
@@ -387,7 +411,7 @@ def checkpoint_model_config(path: Path, state: dict) -> ModelConfig:
         ) from None
 
 
-def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild the autoencoder stored in a checkpoint, in eval mode; also return the checkpoint."""
     state = load_checkpoint(path)
     config = checkpoint_model_config(path, state)
@@ -399,4 +423,4 @@ def load_model(path: Path) -> tuple[torch.nn.Module, dict]:
             f"{path}: its {config.arch} weights do not fit this aeclust's {config.arch} layout "
             "(the checkpoint comes from an earlier release); train the run again to report or resume it"
         ) from None
-    return model.eval(), state
+    return model.to(device).eval(), state

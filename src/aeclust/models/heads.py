@@ -28,6 +28,7 @@ def rotate_batch(
     """
     if turns is None:
         turns = torch.randint(0, N_ROTATIONS, (len(images),), generator=generator)
+    turns = turns.to(images.device)  # drawn on the CPU, so a seed turns the same images on any device
     rotated = torch.empty_like(images)
     for k in range(N_ROTATIONS):
         chosen = turns == k

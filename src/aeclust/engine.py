@@ -1,0 +1,256 @@
+"""Where the work runs: a device, mixed precision on it, and the processes torchrun starts.
+
+One :class:`Engine` is made per run and handed to every stage that touches a tensor. In a single process it is a
+device and nothing else; under ``torchrun`` it also knows this process's rank and how to gather, reduce and
+broadcast across processes (NCCL on CUDA, gloo on a CPU). Every collective here is a no-op in one process, so the
+stages call them unconditionally and read the same either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from aeclust.errors import AeclustError
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+# The clustering stage (t-SNE, k-means on 50,000 images) runs on rank 0 while the others wait at a collective;
+# torch's default 30-minute timeout would kill a long one.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=6)
+
+
+class DeviceError(AeclustError):
+    """A device that is not there (no CUDA build, no such GPU, no MPS)."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device ``name`` asks for, or :class:`DeviceError` in one line saying what this machine has.
+
+    ``auto`` is CUDA when there is a GPU, else the CPU. Under torchrun, ``cuda`` and ``auto`` mean this process's own
+    GPU (``cuda:LOCAL_RANK``), so that each process drives one.
+    """
+    text = name.strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceError("--device mps: this machine has no Apple GPU (MPS) that torch can use; try --device cpu")
+        return torch.device("mps")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise DeviceError(f"--device {name}: expected {DEVICES}")
+    if not torch.cuda.is_available():
+        why = "this torch has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise DeviceError(f"--device {name}: {why}; try --device cpu")
+    index = int(match.group(1)) if match.group(1) is not None else local_rank
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise DeviceError(f"--device {name}: no such GPU; this machine has {count} (cuda:0 to cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+@dataclass
+class Engine:
+    """A device and, under torchrun, this process's place among the others."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process logs and writes files."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def describe(self) -> str:
+        """Where the run goes, for its first log line: the device, its precision, and the processes."""
+        where = str(self.device)
+        if self.is_cuda:
+            where += f" ({torch.cuda.get_device_name(self.device)}, {str(self.amp_dtype).removeprefix('torch.')})"
+        if self.distributed:
+            backend = dist.get_backend() if dist.is_initialized() else "?"
+            where += f", {self.world_size} processes ({backend})"
+        return where
+
+    # -- precision ----------------------------------------------------------------------------------
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """bf16 where the GPU has it (no scaler needed), else fp16; None (full precision) off CUDA, where this
+        machine's CPUs have no fast half-precision arithmetic."""
+        if not self.is_cuda:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        dtype = self.amp_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """fp16 gradients underflow without loss scaling; bf16 and fp32 need none."""
+        if self.amp_dtype == torch.float16:
+            return torch.amp.GradScaler("cuda")
+        return None
+
+    # -- data -----------------------------------------------------------------------------------------
+    def images_to_device(self, images: np.ndarray) -> torch.Tensor:
+        """N×H×W×3 uint8 → N×3×H×W float32 in [-1, 1] on the device, channels-last.
+
+        The bytes travel as uint8 (a quarter of float32) from pinned memory without blocking, and become floats on
+        the device.
+        """
+        tensor = torch.from_numpy(np.ascontiguousarray(images))
+        if self.is_cuda:
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            tensor = tensor.to(self.device)
+        tensor = tensor.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return tensor.contiguous(memory_format=torch.channels_last)
+
+    def shard(self, count: int) -> slice:
+        """This process's contiguous share of ``count`` items, for encoding: the shares cover every item once."""
+        per = -(-count // self.world_size)
+        return slice(min(count, self.rank * per), min(count, (self.rank + 1) * per))
+
+    # -- collectives (no-ops in one process) ----------------------------------------------------------
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's ``tensor`` (their first dimensions may differ), concatenated in rank order, on every
+        process; no gradient flows back."""
+        if not self.distributed:
+            return tensor
+        tensor = tensor.contiguous()
+        sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(self.world_size)]
+        dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
+        longest = int(max(size.item() for size in sizes))
+        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[: int(size.item())] for part, size in zip(parts, sizes)])
+
+    def gather_with_grad(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's ``tensor`` (their first dimensions may differ), concatenated in rank order, with gradients
+        flowing back to each process's own rows: what a contrastive loss needs to see every process's negatives."""
+        if not self.distributed:
+            return tensor
+        sizes = self.gather_objects(len(tensor))
+        return _GatherWithGrad.apply(tensor.contiguous(), sizes, self.rank)
+
+    def sum(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.collective_device)
+        dist.all_reduce(total)
+        return float(total.item())
+
+    def sum_counts(self, counts: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum of every process's ``counts`` (a CPU tensor), on every process."""
+        if not self.distributed:
+            return counts
+        total = counts.to(self.collective_device).clone()
+        dist.all_reduce(total)
+        return total.cpu()
+
+    def broadcast(self, obj: Any) -> Any:
+        """The main process's ``obj`` on every process (anything picklable)."""
+        if not self.distributed:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0, device=self.collective_device)
+        return box[0]
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order, on every process."""
+        if not self.distributed:
+            return [obj]
+        objects: list[Any] = [None] * self.world_size
+        dist.all_gather_object(objects, obj)
+        return objects
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    @property
+    def collective_device(self) -> torch.device:
+        return self.device if self.is_cuda else torch.device("cpu")
+
+    # -- models ---------------------------------------------------------------------------------------
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` on the device, channels-last, its batch norm synchronised across GPUs, wrapped for
+        DistributedDataParallel under torchrun. Train through the result; read weights from ``module`` itself."""
+        module.to(self.device, memory_format=torch.channels_last)
+        if not self.distributed:
+            return module
+        if self.is_cuda:
+            # torch's SyncBatchNorm has no CPU kernel; on gloo each process normalises by its own batch, as SimCLR's
+            # per-GPU batch norm did, and DDP broadcasts rank 0's running statistics.
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        device_ids = [self.device.index] if self.is_cuda else None
+        return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather (rows padded to the longest share) whose backward sends each process the summed gradient of its
+    own rows, as lightly's and solo-learn's gather layers do."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:
+        ctx.sizes, ctx.rank = sizes, rank
+        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)  # every process's loss reached every process's rows
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+def torchrun_world() -> tuple[int, int, int]:
+    """(rank, local rank, world size) as torchrun sets them in the environment; (0, 0, 1) without it."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def start_engine(device: str = "auto") -> Engine:
+    """The engine for this process: under torchrun (WORLD_SIZE > 1) it joins the process group first."""
+    rank, local_rank, world_size = torchrun_world()
+    resolved = resolve_device(device, local_rank)
+    if world_size > 1:
+        if not dist.is_initialized():
+            backend = "nccl" if resolved.type == "cuda" else "gloo"
+            if resolved.type == "cuda":
+                torch.cuda.set_device(resolved)
+            dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
+        return Engine(resolved, dist.get_rank(), dist.get_world_size())
+    return Engine(resolved)
+
+
+def stop_engine() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+

@@ -1,0 +1,82 @@
+"""The one training loop: every objective of every stage (training the autoencoder, refining the clusters) runs
+through :func:`run_epoch`, which knows about devices, mixed precision and processes so the stages need not."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import torch
+from tqdm.auto import tqdm
+
+from aeclust.engine import Engine
+
+Batch = TypeVar("Batch")
+
+
+@dataclass
+class EpochTotals:
+    """An epoch's loss (averaged over its images) and the sums its steps reported, over every process."""
+
+    loss: float
+    images: int
+    sums: dict[str, float] = field(default_factory=dict)
+
+
+def shard_batches(order: torch.Tensor, batch_size: int, engine: Engine) -> Iterator[torch.Tensor]:
+    """The epoch's batches of indices (``batch_size`` of ``order`` at a time), each split across the processes so
+    that together they take the batch one process would: every process a disjoint share of every batch.
+
+    A last batch too small to give every process an image is left out under torchrun (at most a few images an
+    epoch, drawn afresh the next), since a process with none would leave the others waiting.
+    """
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        if not engine.distributed:
+            yield batch
+        elif len(batch) >= engine.world_size:
+            yield torch.tensor_split(batch, engine.world_size)[engine.rank]
+
+
+def run_epoch(
+    batches: Iterable[Batch],
+    step: Callable[[Batch], tuple[torch.Tensor, int, dict[str, float]]],
+    optimizer: torch.optim.Optimizer,
+    engine: Engine,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    description: str = "",
+    total: int | None = None,
+) -> EpochTotals:
+    """One pass: for each batch, ``step`` gives the loss (and how many images it covered, and any sums to report);
+    the loop backpropagates it, steps the optimizer (through ``scaler`` for fp16) and the schedule, and keeps
+    count. The step runs under the engine's autocast."""
+    total_loss = torch.zeros((), dtype=torch.float64, device=engine.device)
+    seen, sums = 0, {}
+    progress = tqdm(
+        batches, desc=description, total=total, leave=False, unit="batch", disable=None if engine.is_main else True
+    )
+    for batch in progress:
+        with engine.autocast():
+            loss, count, reported = step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        if scheduler is not None:
+            scheduler.step()
+        # Kept on the device, so a GPU is not made to wait for the CPU at every step.
+        total_loss += loss.detach().double() * count
+        seen += count
+        for name, value in reported.items():
+            sums[name] = sums.get(name, 0.0) + value
+        if not progress.disable:  # only on a terminal: reading the loss makes a GPU wait
+            progress.set_postfix(loss=f"{float(total_loss) / seen:.4f}", refresh=False)
+    loss_sum, seen = engine.sum(float(total_loss)), int(engine.sum(seen))
+    return EpochTotals(loss_sum / max(1, seen), seen, {name: engine.sum(value) for name, value in sums.items()})
