@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from aeclust.errors import ConfigError
+from aeclust.format_version import FORMAT_VERSION
 
-FORMAT_VERSION = 1
 AUTO_K = 0  # ClusterConfig.k that asks for k to be chosen from the data (`--k auto`)
 
 
