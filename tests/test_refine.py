@@ -159,7 +159,8 @@ def test_refine_clusters_works_outside_a_run_and_writes_nothing(small_set, tmp_p
 def test_a_foreign_file_is_refused_as_a_refinement_checkpoint(small_set, tmp_path):
     trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
-    torch.save({"kind": "something-else"}, tmp_path / "refine.pt")
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"kind": "something-else"}, tmp_path / "checkpoints" / "refine.pt")
     with pytest.raises(CheckpointError, match="refine.pt: expected an aeclust refinement checkpoint, found another"):
         _refiner(small_set, trained, tmp_path, epochs=1).resume()
 

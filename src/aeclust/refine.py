@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeclust.augment import contrastive_view
-from aeclust.config import FORMAT_VERSION, RunConfig
+from aeclust.config import RunConfig
 from aeclust.data import ImageSet
 from aeclust.embed import INFERENCE_BATCH, to_model_input
 from aeclust.errors import unknown_name
-from aeclust.io import load_checked, torch_save_atomic
+from aeclust.io import torch_save_atomic
+from aeclust.rundir import FORMAT_VERSION, RunDir, load_checked
 
-REFINE_CHECKPOINT = "refine.pt"
 REFINE_KIND = "aeclust-refine-checkpoint"
 NEIGHBOUR_BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50,000 floats is 400 MB
 HEAD_SCALE = 10.0  # the head's logits start as 10 × cosine to each centroid: confident, not saturated
@@ -145,7 +145,7 @@ class Refinement:
 class NeighbourRefiner:
     """Fine-tunes a copy of ``model``'s encoder and a k-way head on ``images.train_images``.
 
-    With a ``checkpoint_dir``, one checkpoint per epoch is written there and :meth:`resume` can continue from it;
+    With a ``run_dir``, its refinement checkpoint is written after each epoch and :meth:`resume` continues from it;
     ``trained_epochs`` (how long the autoencoder had trained) tells a stale checkpoint from a current one.
     """
 
@@ -155,11 +155,11 @@ class NeighbourRefiner:
         images: ImageSet,
         config: RunConfig,
         initial_clusters: np.ndarray,
-        checkpoint_dir: Path | None = None,
+        run_dir: Path | None = None,
         trained_epochs: int = 0,
     ) -> None:
         self.settings, self.images, self.trained_epochs = config.refine, images, trained_epochs
-        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / REFINE_CHECKPOINT
+        self.checkpoint_path = None if run_dir is None else RunDir(run_dir).refine_checkpoint
         torch.manual_seed(config.seed)
         self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.inputs = to_model_input(images.train_images)

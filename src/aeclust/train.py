@@ -6,8 +6,6 @@ weights, optimizer, the random generator's state, the epoch and the history so f
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
@@ -23,31 +21,17 @@ from tqdm.auto import tqdm
 
 from aeclust.cluster import Clustering, cluster_latents
 from aeclust.augment import contrastive_view, random_flip
-from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
+from aeclust.config import ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
 from aeclust.embed import encode_images, to_model_input
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
-from aeclust.io import load_checked, remove_stale_temporaries, torch_save_atomic, write_text_atomic
+from aeclust.io import remove_stale_temporaries, torch_save_atomic
 from aeclust.metrics import accuracy_of
 from aeclust.losses import nt_xent_loss
 from aeclust.models import ProjectionHead, RotationHead, create_autoencoder, rotate_batch, shrink_factor
+from aeclust.rundir import FORMAT_VERSION, EpochRecord, RunDir, load_checked
 
 CHECKPOINT_KIND = "aeclust-checkpoint"
-LAST_CHECKPOINT = "last.pt"
-HISTORY_FILE = "history.csv"
-
-
-@dataclass
-class EpochRecord:
-    """One row of history.csv."""
-
-    epoch: int
-    train_loss: float  # the training objective, averaged over the epoch's batches
-    train_mse: float  # reconstruction MSE on all of trainX, unrotated, in [-1, 1] space
-    rotation_accuracy: float  # share of batches' rotations the head got right (nan without rotation)
-    val_accuracy: float  # the full clustering pipeline on val latents (nan without val)
-    train_seconds: float
-    eval_seconds: float
 
 
 @dataclass
@@ -125,8 +109,8 @@ class Trainer:
         check_views(config.model)
         self.config = config
         self.images = images
-        self.checkpoint_dir = Path(run_dir) / "checkpoints"
-        self.history_path = Path(run_dir) / HISTORY_FILE
+        self.run_dir = RunDir(run_dir)
+        self.checkpoint_dir = self.run_dir.checkpoints
         set_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = create_autoencoder(config.model, images.image_size).to(memory_format=torch.channels_last)
@@ -172,12 +156,12 @@ class Trainer:
         return state
 
     def save_checkpoint(self) -> None:
-        torch_save_atomic(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt", self.state(full=False))
-        torch_save_atomic(self.checkpoint_dir / LAST_CHECKPOINT, self.state(full=True))
+        torch_save_atomic(self.run_dir.epoch_checkpoint(self.epoch), self.state(full=False))
+        torch_save_atomic(self.run_dir.last_checkpoint, self.state(full=True))
 
     def resume(self) -> bool:
         """Continue from ``checkpoints/last.pt`` if there is one; return whether there was."""
-        path = self.checkpoint_dir / LAST_CHECKPOINT
+        path = self.run_dir.last_checkpoint
         if not path.exists():
             return False
         for stale in remove_stale_temporaries(self.checkpoint_dir):
@@ -314,7 +298,7 @@ class Trainer:
             )  # fmt: skip
             self.history.append(record)
             self.save_checkpoint()
-            write_history(self.history_path, self.history)
+            self.run_dir.write_history(self.history)
             log(
                 f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {train_mse:.4f}  "
                 f"val acc {val_accuracy:.3f}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
@@ -336,30 +320,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, n_image
         # A short warm-up, then cosine annealing: the best short-budget schedule we measured.
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=steps, pct_start=0.15)
     raise unknown_name("schedule", train.schedule, SCHEDULES)
-
-
-def write_history(path: Path, history: list[EpochRecord]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    names = [f.name for f in fields(EpochRecord)]
-    writer.writerow(names)
-    for record in history:
-        writer.writerow(
-            [
-                f"{getattr(record, name):.6g}" if isinstance(getattr(record, name), float) else getattr(record, name)
-                for name in names
-            ]
-        )
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_history(path: Path) -> list[EpochRecord]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    types = {f.name: f.type for f in fields(EpochRecord)}
-    return [
-        EpochRecord(**{k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in row.items()}) for row in rows
-    ]
 
 
 def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:
