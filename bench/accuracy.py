@@ -14,17 +14,16 @@ their own folder (MODEL+model.temperature=0.2), so a variant is never read back 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from pathlib import Path
 
-from aeclust.config import RunConfig, with_settings
+from aeclust.config import with_settings
 from aeclust.data import load_images
 from aeclust.errors import ConfigError
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, run
+from aeclust.pipeline import run
 from aeclust.presets import MODELS, preset
-from aeclust.train import LAST_CHECKPOINT
+from aeclust.rundir import RunDir
 
 STUDY_ABLATIONS = ["baseline", "baseline+rotation", "resnet", "improved", "contrastive"]
 
@@ -53,19 +52,18 @@ def run_or_read(
     if epochs is not None:
         config.train.epochs = epochs
     # Runs with overridden settings live apart, so they are never read back as the model's own.
-    run_dir = out / label(name, epochs, settings) / f"seed{seed}"
-    if (run_dir / CONFIG_FILE).is_file():
-        saved = RunConfig.load(run_dir / CONFIG_FILE)
-        if saved != config:
+    run_dir = RunDir(out / label(name, epochs, settings) / f"seed{seed}")
+    if run_dir.config.is_file():
+        if run_dir.read_config() != config:
             raise SystemExit(
-                f"{run_dir}: holds a run with other settings than {name} seed {seed} has now; "
+                f"{run_dir.path}: holds a run with other settings than {name} seed {seed} has now; "
                 "move it away or pass another --out"
             )
-        if (run_dir / METRICS_FILE).is_file():
-            return json.loads((run_dir / METRICS_FILE).read_text())
-        if (run_dir / "checkpoints" / LAST_CHECKPOINT).is_file():  # a benchmark stopped mid-run goes on from there
-            return run(config, run_dir, images=images, resume=True).metrics
-    return run(config, run_dir, images=images, force=run_dir.exists()).metrics
+        if run_dir.metrics.is_file():
+            return run_dir.read_metrics()
+        if run_dir.last_checkpoint.is_file():  # a benchmark stopped mid-run goes on from there
+            return run(config, run_dir.path, images=images, resume=True).metrics
+    return run(config, run_dir.path, images=images, force=run_dir.path.exists()).metrics
 
 
 def table(rows: list[tuple[str, list[dict]]]) -> str:

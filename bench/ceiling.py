@@ -23,13 +23,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from aeclust.cluster import cluster
-from aeclust.config import RunConfig
 from aeclust.data import load_images
 from aeclust.embed import latent_features
 from aeclust.metrics import accuracy_of
-from aeclust.pipeline import CONFIG_FILE
-
-LATENTS = Path("arrays") / "train_latents.npy"
+from aeclust.rundir import RunDir
 
 
 def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: int, seed: int) -> float:
@@ -42,13 +39,15 @@ def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: in
 
 
 def ceiling(run_dir: Path, overcluster: list[int], folds: int) -> dict:
-    if not (run_dir / LATENTS).is_file():
-        raise SystemExit(f"{run_dir}: expected a finished run holding {LATENTS}, found none")
-    config = RunConfig.load(run_dir / CONFIG_FILE)
+    directory = RunDir(run_dir)
+    latents = directory.array("train_latents")
+    if not latents.is_file():
+        raise SystemExit(f"{run_dir}: expected a finished run holding {latents.relative_to(directory.path)}, found none")
+    config = directory.read_config()
     labels = load_images(config.data, image_size=config.image_size).train_labels
     if labels is None:
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
-    features = latent_features(np.load(run_dir / LATENTS), config.cluster.latent, config.cluster.scaling)
+    features = latent_features(directory.load_array("train_latents"), config.cluster.latent, config.cluster.scaling)
     if len(features) != len(labels):
         raise SystemExit(f"{run_dir}: {len(features)} latents but {len(labels)} train labels; not the same images")
     kmeans = cluster(features, config.cluster.k, "kmeans", config.seed)

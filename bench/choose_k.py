@@ -19,12 +19,10 @@ import numpy as np
 from sklearn.metrics import silhouette_score
 
 from aeclust.choose_k import K_CRITERIA, SAMPLE_SIZE, choose_k
-from aeclust.config import RunConfig, parse_k_range
+from aeclust.config import parse_k_range
 from aeclust.data import load_images
 from aeclust.embed import latent_features
-from aeclust.pipeline import CONFIG_FILE
-
-LATENTS = Path("arrays") / "train_latents.npy"
+from aeclust.rundir import RunDir
 
 
 def main() -> None:
@@ -36,8 +34,9 @@ def main() -> None:
     k_min, k_max = parse_k_range(args.k_range)
     print("run\timages\tclasses\tcriterion\tchosen\tbest three\tseconds")
     for run_dir in args.run_dirs:
-        config = RunConfig.load(run_dir / CONFIG_FILE)
-        features = latent_features(np.load(run_dir / LATENTS), config.cluster.latent, config.cluster.scaling)
+        directory = RunDir(run_dir)
+        config = directory.read_config()
+        features = latent_features(directory.load_array("train_latents"), config.cluster.latent, config.cluster.scaling)
         labels = load_images(config.data, image_size=config.image_size).train_labels
         classes = "?" if labels is None else len(np.unique(labels))
         for criterion in K_CRITERIA:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -20,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from aeclust.cluster import CLUSTERERS, cluster_latents
-from aeclust.config import RunConfig
 from aeclust.data import load_images
 from aeclust.metrics import clustering_scores
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE
+from aeclust.rundir import RunDir
 
 
 def shares(sizes: list[int] | np.ndarray) -> str:
@@ -33,12 +31,13 @@ def shares(sizes: list[int] | np.ndarray) -> str:
 
 def compare(run_dir: Path, clusterers: list[str], seeds: list[int]) -> list[str]:
     """Markdown rows, one per clusterer, for one finished run."""
-    config = RunConfig.load(run_dir / CONFIG_FILE)
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    directory = RunDir(run_dir)
+    config = directory.read_config()
+    metrics = directory.read_metrics()
     images = load_images(config.data, image_size=config.image_size)
     if images.train_labels is None:
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
-    latents = np.load(run_dir / "arrays" / "train_latents.npy")
+    latents = directory.load_array("train_latents")
     k = metrics.get("k", config.cluster.k)
     rows = []
     for name in clusterers:

@@ -21,24 +21,26 @@ import torch
 from aeclust.cluster import cluster
 from aeclust.config import RunConfig, with_settings
 from aeclust.data import load_images
-from aeclust.embed import encode_images, latent_features
+from aeclust.embed import latent_features
+from aeclust.infer import infer
 from aeclust.errors import ConfigError
 from aeclust.metrics import accuracy_of
-from aeclust.pipeline import CONFIG_FILE
 from aeclust.refine import NeighbourRefiner
-from aeclust.train import LAST_CHECKPOINT, load_model, set_threads
+from aeclust.rundir import RunDir
+from aeclust.train import load_model, set_threads
 
 
 def refine(run_dir: Path, epochs: int, overrides: list[str]) -> dict:
-    config = RunConfig.load(run_dir / CONFIG_FILE)
+    directory = RunDir(run_dir)
+    config = directory.read_config()
     config.refine.epochs = epochs
     config = with_settings(config, [f"refine.{item}" for item in overrides])
     images = load_images(config.data, image_size=config.image_size)
     if images.train_labels is None:
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
-    model, _ = load_model(run_dir / "checkpoints" / LAST_CHECKPOINT)
+    model, _ = load_model(directory.last_checkpoint)
     started = time.perf_counter()
-    latents, _ = encode_images(model, images.train_images)
+    latents = infer(model, images.train_images).latents.numpy()
     kmeans = cluster(latent_features(latents, "pool", "l2"), config.cluster.k, "kmeans", config.seed)
     per_epoch = []
     refiner = NeighbourRefiner(model, images, config, kmeans)

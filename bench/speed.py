@@ -11,34 +11,33 @@ runs that finished in --out before. With --growth, the default's clustering stag
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from aeclust.cluster import cluster_latents
-from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.embedded import decode_archive, embedded_archive
-from aeclust.embed import encode_images
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, run
+from aeclust.infer import infer
+from aeclust.pipeline import run
 from aeclust.presets import DEFAULT_MODEL, preset
 from aeclust.refine import refine_clusters
+from aeclust.rundir import RunDir
 from aeclust.train import load_model
 
 
 def timed_run(name: str, out: Path, reuse: bool) -> tuple[dict, Path]:
-    run_dir, config = out / name, preset(name)
-    if reuse and (run_dir / METRICS_FILE).is_file():
+    run_dir, config = RunDir(out / name), preset(name)
+    if reuse and run_dir.metrics.is_file():
         # A preset changes between releases; timing its old settings as "the default" would mislead.
-        if RunConfig.load(run_dir / CONFIG_FILE) != config:
+        if run_dir.read_config() != config:
             raise SystemExit(
-                f"{run_dir}: holds a run with other settings than {name} has now; "
+                f"{run_dir.path}: holds a run with other settings than {name} has now; "
                 "move it away, pass another --out, or leave out --reuse to time it afresh"
             )
-        return json.loads((run_dir / METRICS_FILE).read_text()), run_dir
-    result = run(config, run_dir, force=run_dir.exists())
+        return run_dir.read_metrics(), run_dir.path
+    result = run(config, run_dir.path, force=run_dir.path.exists())
     return result.metrics, result.run_dir
 
 
@@ -71,7 +70,7 @@ def time_report(run_dir: Path, out: Path) -> float:
 
 def growth(archive: Path, model_run: Path) -> None:
     """Seconds of the default's clustering stage, and of its refinement, at growing N (encoding not counted)."""
-    model, _ = load_model(model_run / "checkpoints" / "last.pt")
+    model, _ = load_model(RunDir(model_run).last_checkpoint)
     config = preset(DEFAULT_MODEL)
     cluster = config.cluster
     print(
@@ -79,7 +78,7 @@ def growth(archive: Path, model_run: Path) -> None:
         f"{cluster.clusterer}), then its refinement ({config.refine.total_epochs} epochs)"
     )
     images = load_images(archive)
-    latents, _ = encode_images(model, images.train_images)
+    latents = infer(model, images.train_images).latents.numpy()
     print("| N | clustering s | per 1,000 | refinement s | per 1,000 |\n|---|---|---|---|---|")
     for n in (2000, 8500, len(latents)):
         chosen = np.random.default_rng(0).permutation(len(latents))[:n]

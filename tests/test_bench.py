@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from aeclust.config import ClusterConfig
+from aeclust.config import ClusterConfig, RunConfig
 from aeclust.data import load_images
 from aeclust.pipeline import run
 
@@ -64,14 +64,14 @@ def test_a_run_of_other_settings_is_never_read_as_this_one(accuracy, small_set, 
 def test_runs_with_changed_settings_live_apart_and_carry_the_change(accuracy, small_set, tmp_path):
     accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set, ["train.lr=0.01"])
     changed = tmp_path / "tiny+train.lr=0.01" / "seed0"
-    assert accuracy.RunConfig.load(changed / "config.json").train.lr == 0.01
+    assert RunConfig.load(changed / "config.json").train.lr == 0.01
     assert not (tmp_path / "tiny").exists()
     # the variant is read back as itself, and never stands in for the model's own settings
     assert accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set, ["train.lr=0.01"]) == json.loads(
         (changed / "metrics.json").read_text()
     )
     accuracy.run_or_read("tiny", None, 0, None, tmp_path, small_set)
-    assert accuracy.RunConfig.load(tmp_path / "tiny" / "seed0" / "config.json").train.lr != 0.01
+    assert RunConfig.load(tmp_path / "tiny" / "seed0" / "config.json").train.lr != 0.01
 
 
 @pytest.fixture()

@@ -4,10 +4,10 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import aeclust.train
+import aeclust.objectives.contrastive
 from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
 from aeclust.config import ModelConfig
-from aeclust.losses import nt_xent_loss
+from aeclust.objectives import nt_xent_loss
 from aeclust.presets import preset
 from aeclust.train import Trainer
 
@@ -120,7 +120,7 @@ def test_small_views_are_encoded_and_reconstructed_at_their_size_and_rotation_at
     for name in ("encode", "decode"):
         original = getattr(trainer.model, name)
         setattr(trainer.model, name, lambda x, original=original, name=name: sides.append((name, *x.shape[-2:])) or original(x))
-    loss, _ = trainer.step_loss(torch.rand(16, 3, 32, 32) * 2 - 1)
+    loss, _ = trainer.method(torch.rand(16, 3, 32, 32) * 2 - 1, trainer.generator)
     assert sides == [("encode", 16, 16), ("decode", 2, 2), ("encode", 32, 32)]
     assert loss.requires_grad
 
@@ -134,9 +134,11 @@ def test_small_views_are_encoded_apart_and_each_finds_both_full_views(small_set,
     encode = trainer.model.encode
     trainer.model.encode = lambda x: sides.append(tuple(x.shape[-3:]) + (len(x),)) or encode(x)
     pairs = []
-    real_loss = aeclust.train.nt_xent_loss
-    monkeypatch.setattr(aeclust.train, "nt_xent_loss", lambda a, b, t: pairs.append(len(a)) or real_loss(a, b, t))
-    loss, _ = trainer.step_loss(torch.rand(16, 3, 32, 32) * 2 - 1)
+    real_loss = aeclust.objectives.contrastive.nt_xent_loss
+    monkeypatch.setattr(
+        aeclust.objectives.contrastive, "nt_xent_loss", lambda a, b, *rest: pairs.append(len(a)) or real_loss(a, b, *rest)
+    )
+    loss, _ = trainer.method(torch.rand(16, 3, 32, 32) * 2 - 1, trainer.generator)
     # the two full views (24×24), both small views together (8×8), then the rotated batch at full size
     assert sides == [(3, 24, 24, 32), (3, 8, 8, 32), (3, 32, 32, 16)]
     assert pairs == [16] * 5  # full views with each other, and each small view with each full view
@@ -170,6 +172,7 @@ def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_vi
     calls = []  # (images, side) of each encoder pass
     encode = trainer.model.encode
     trainer.model.encode = lambda x: calls.append((len(x), x.shape[-1])) or encode(x)
-    loss, correct = trainer.step_loss(batch)
+    loss, sums = trainer.method(batch, trainer.generator)
+    correct = sums["rotation_correct"]
     assert calls == encoded
     assert loss.requires_grad and 0 <= correct <= 16

@@ -32,8 +32,8 @@ def test_the_last_history_step_is_not_computed_again(small_set, tmp_path, monkey
     import aeclust.train
 
     passes = []
-    encode = aeclust.train.encode_images
-    monkeypatch.setattr(aeclust.train, "encode_images", lambda model, images, **kw: passes.append(len(images)) or encode(model, images, **kw))
+    encode = aeclust.train.infer
+    monkeypatch.setattr(aeclust.train, "infer", lambda model, images, *a, **kw: passes.append(len(images)) or encode(model, images, *a, **kw))
     result = run(tiny_config(epochs=2), tmp_path / "run", images=small_set)
     assert passes == [240, 120] * 2  # train and val after each epoch, nothing more at the end
     assert result.metrics["val_accuracy"] == result.history[-1].val_accuracy

@@ -11,7 +11,8 @@ from conftest import tiny_config
 import aeclust.refine
 from aeclust.errors import CheckpointError
 from aeclust.pipeline import run
-from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, refine_clusters, scan_loss
+from aeclust.objectives import scan_loss, self_label_weights
+from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, refine_clusters
 from aeclust.train import Trainer
 
 
@@ -100,7 +101,7 @@ def test_self_labelling_takes_each_clusters_most_confident_share(small_set, tmp_
     refiner = _refiner(small_set, trained, tmp_path, 0, self_label_epochs=1, confident_share=0.25)
     chosen, targets = refiner.confident_assignments()
     with torch.no_grad():
-        probabilities = refiner.head(aeclust.refine.encode_pooled(refiner.model, refiner.inputs)).softmax(1)
+        probabilities = refiner.head(refiner.encode_pooled(small_set.train_images)).softmax(1)
     confidence, clusters = probabilities.max(1)
     assert torch.equal(targets, clusters[chosen])
     for cluster in (0, 1):
@@ -159,7 +160,8 @@ def test_refine_clusters_works_outside_a_run_and_writes_nothing(small_set, tmp_p
 def test_a_foreign_file_is_refused_as_a_refinement_checkpoint(small_set, tmp_path):
     trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
-    torch.save({"kind": "something-else"}, tmp_path / "refine.pt")
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"kind": "something-else"}, tmp_path / "checkpoints" / "refine.pt")
     with pytest.raises(CheckpointError, match="refine.pt: expected an aeclust refinement checkpoint, found another"):
         _refiner(small_set, trained, tmp_path, epochs=1).resume()
 
@@ -209,7 +211,7 @@ def test_remining_takes_the_neighbours_of_the_refined_encoder(small_set, tmp_pat
     remined = _refiner(small_set, trained, tmp_path / "b", epochs=2, remine=True)
     assert torch.equal(remined.neighbours, first)
     remined.fit(log=lambda _: None, until=1)
-    expected = nearest_neighbours(aeclust.refine.encode_pooled(remined.model, remined.inputs), 5)
+    expected = nearest_neighbours(remined.encode_pooled(small_set.train_images), 5)
     assert torch.equal(remined.neighbours, expected) and not torch.equal(remined.neighbours, first)
 
 
@@ -251,10 +253,10 @@ def test_an_unknown_balance_is_refused_before_training(small_set, tmp_path):
 def test_self_labelling_weighs_each_cluster_by_its_target_over_its_confident_share():
     sizes = torch.tensor([60, 30, 10, 0])
     # Uniform targets (SCAN): the inverse of each cluster's share over k; an empty cluster weighs nothing.
-    assert torch.allclose(aeclust.refine.self_label_weights(sizes, None), torch.tensor([100 / 240, 100 / 120, 100 / 40, 0]))
+    assert torch.allclose(self_label_weights(sizes, None), torch.tensor([100 / 240, 100 / 120, 100 / 40, 0]))
     # Targets equal to the confident shares weigh every non-empty cluster alike.
     prior = torch.tensor([0.6, 0.3, 0.1, 0.0])
-    assert torch.allclose(aeclust.refine.self_label_weights(sizes, prior), torch.tensor([1.0, 1.0, 1.0, 0.0]))
+    assert torch.allclose(self_label_weights(sizes, prior), torch.tensor([1.0, 1.0, 1.0, 0.0]))
 
 
 def test_many_small_clusters_get_fewer_neighbours_than_a_few_large_ones():

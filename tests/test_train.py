@@ -4,7 +4,8 @@ import torch
 
 import aeclust.train
 from aeclust.errors import CheckpointError, ConfigError
-from aeclust.train import LAST_CHECKPOINT, Trainer, load_checkpoint, load_model, read_history, set_threads
+from aeclust.rundir import RunDir
+from aeclust.train import Trainer, load_checkpoint, load_model, set_threads
 
 from conftest import tiny_config
 
@@ -27,7 +28,7 @@ def test_every_epoch_leaves_a_checkpoint_and_a_history_row(small_set, tmp_path):
     Trainer(tiny_config(epochs=3), small_set, tmp_path).fit()
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt", "last.pt"]
-    rows = read_history(tmp_path / "history.csv")
+    rows = RunDir(tmp_path).read_history()
     assert [r.epoch for r in rows] == [1, 2, 3]
     model, state = load_model(tmp_path / "checkpoints" / "epoch_002.pt")
     assert state["epoch"] == 2
@@ -56,7 +57,7 @@ def test_checkpoint_of_another_model_is_refused(small_set, tmp_path):
 
 def test_a_checkpoint_from_before_a_setting_existed_still_resumes(small_set, tmp_path):
     Trainer(tiny_config(epochs=1), small_set, tmp_path).fit()
-    path = tmp_path / "checkpoints" / LAST_CHECKPOINT
+    path = RunDir(tmp_path).last_checkpoint
     state = torch.load(path, weights_only=False)
     del state["model_config"]["view_size"], state["model_config"]["grayscale"]  # as an earlier release wrote it
     torch.save(state, path)

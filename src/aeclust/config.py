@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from aeclust.errors import ConfigError
+from aeclust.format_version import FORMAT_VERSION
+from aeclust.io import write_text_atomic
 
-FORMAT_VERSION = 1
 AUTO_K = 0  # ClusterConfig.k that asks for k to be chosen from the data (`--k auto`)
 
 
@@ -137,8 +138,6 @@ class RunConfig:
         return _build(cls, values, "run")
 
     def save(self, path: Path) -> None:
-        from aeclust.io import write_text_atomic
-
         write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

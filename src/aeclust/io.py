@@ -11,9 +11,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from aeclust.config import FORMAT_VERSION
-from aeclust.errors import CheckpointError
-
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -65,23 +62,3 @@ def torch_save_atomic(path: str | os.PathLike, obj: Any) -> None:
 
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
-
-
-def load_checked(path: str | os.PathLike, kind: str, description: str) -> dict:
-    """Load a torch checkpoint of the given ``kind`` and this aeclust's format version, or say plainly why not.
-
-    ``description`` names the file in errors, e.g. "an aeclust checkpoint".
-    """
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path}: expected {description}, could not read it ({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("kind") != kind:
-        raise CheckpointError(f"{path}: expected {description}, found another kind of file")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format version {state.get('format_version')}; this aeclust reads version {FORMAT_VERSION}"
-        )
-    return state

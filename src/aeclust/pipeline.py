@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +18,12 @@ from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS
 from aeclust.engine import Engine, resolve_device, start_engine
 from aeclust.errors import ConfigError, RunDirError, unknown_name
-from aeclust.io import save_npy_atomic, write_text_atomic
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import BALANCES, NeighbourRefiner
-from aeclust.train import (
-    HISTORY_FILE, LAST_CHECKPOINT, SCHEDULES, Evaluation, Trainer, check_views, encode_splits, load_model, log, set_threads,
-)  # fmt: skip
-
-CONFIG_FILE, METRICS_FILE, PREDICTION_FILE = "config.json", "metrics.json", "prediction.csv"
+from aeclust.rundir import RECLUSTER_COPIES, RECLUSTER_NEEDS, RunDir
+from aeclust.train import SCHEDULES, Evaluation, Trainer, check_views, encode_splits, load_model, log, set_threads
 
 
 @dataclass
@@ -40,20 +32,6 @@ class RunResult:
     metrics: dict
     train_clusters: np.ndarray
     history: list = field(default_factory=list)
-
-
-def new_run_dir(out: str | Path | None, model_name: str) -> Path:
-    """A directory that does not exist yet: ``out`` itself, or ``out-2``, ``out-3``… beside it."""
-    if out is None:
-        out = Path("runs") / f"{model_name}-{datetime.now():%Y%m%d-%H%M%S}"
-    out = Path(out)
-    candidate, n = out, 1
-    while candidate.exists():
-        n += 1
-        candidate = out.with_name(f"{out.name}-{n}")
-    if candidate != out:
-        log(f"{out} exists already; writing this run to {candidate} instead (--resume continues it, --force replaces it)")
-    return candidate
 
 
 def check_names(config: RunConfig) -> None:
@@ -116,34 +94,31 @@ def prepare_run_dir(
 ) -> tuple[RunConfig, Path]:
     """Pick the run directory and settle the configuration: a resumed run keeps the one it was started with."""
     if resume:
-        run_dir = Path(out) if out is not None else None
-        if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
-            raise RunDirError(f"{run_dir}: expected a run directory holding {CONFIG_FILE} to resume, found none")
-        saved = RunConfig.load(run_dir / CONFIG_FILE)
+        run_dir = RunDir(out if out is not None else Path())
+        if out is None or not run_dir.config.is_file():
+            where = run_dir.path if out is not None else None  # an API call without ``out`` names no directory
+            raise RunDirError(
+                f"{where}: expected a run directory holding {run_dir.config.name} to resume, found none"
+            )
+        saved = run_dir.read_config()
         if config.train.epochs > saved.train.epochs:  # continuing a finished run for more epochs is allowed
             saved.train.epochs = config.train.epochs
         if threads is not None:  # machine settings, free to differ from the first session's
             saved.threads = threads
         if device is not None:
             saved.device = device
-        return saved, run_dir
+        return saved, run_dir.path
     if force and out is not None and Path(out).exists():
-        run_dir = Path(out)
-        if any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).is_file():
-            raise RunDirError(f"{run_dir}: --force replaces only an aeclust run directory; this one holds other files")
-        shutil.rmtree(run_dir)
+        run_dir = RunDir(out)
+        if any(run_dir.path.iterdir()) and not run_dir.config.is_file():
+            raise RunDirError(
+                f"{run_dir.path}: --force replaces only an aeclust run directory; this one holds other files"
+            )
+        shutil.rmtree(run_dir.path)
+        run_dir.path.mkdir(parents=True)
     else:
-        run_dir = new_run_dir(out, config.model_name)
-    run_dir.mkdir(parents=True)
-    return config, run_dir
-
-
-def write_predictions(path: Path, ids: list[str], clusters: np.ndarray) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "label"])
-    writer.writerows(zip(ids, clusters.tolist()))
-    write_text_atomic(path, buffer.getvalue())
+        run_dir = RunDir.create_new(out, config.model_name)
+    return config, run_dir.path
 
 
 def run(
@@ -177,8 +152,11 @@ def run(
             config, run_dir = prepare_run_dir(config, out, resume, force)
         run_dir = Path(engine.broadcast(str(run_dir) if engine.is_main else None))
     if engine.is_main:
-        config.save(run_dir / CONFIG_FILE)
-    log(f"run {run_dir} on {engine.describe()}: model {config.model_name}, {len(images.train_images)} train images from {images.source}")
+        RunDir(run_dir).write_config(config)
+    log(
+        f"run {run_dir} on {engine.describe()}: model {config.model_name}, "
+        f"{len(images.train_images)} train images from {images.source}"
+    )
 
     trainer = Trainer(config, images, run_dir, engine)
     if resume:
@@ -224,11 +202,12 @@ def cluster_refine_and_write(
     process clusters and writes; every process refines.
     """
     engine = engine if engine is not None else start_engine(config.device)
+    directory = RunDir(run_dir)
     metrics["train_mse"] = evaluation.train_mse
-    outputs = {"train_latents.npy": evaluation.train_latents}
+    arrays = {"train_latents": evaluation.train_latents}
     if images.has_val:
         metrics["val_mse"] = evaluation.val_mse
-        outputs["val_latents.npy"] = evaluation.val_latents
+        arrays["val_latents"] = evaluation.val_latents
 
     mark = time.perf_counter()
     train_clustering = val_clustering = selection = None
@@ -260,9 +239,7 @@ def cluster_refine_and_write(
             f"{config.refine.self_label_epochs} of self-labelling"
         )
         mark = time.perf_counter()
-        refiner = NeighbourRefiner(
-            model, images, config, initial_clusters, run_dir / "checkpoints", evaluation.epoch, engine
-        )
+        refiner = NeighbourRefiner(model, images, config, initial_clusters, run_dir, evaluation.epoch, engine)
         if resume_refinement and refiner.resume():
             log(f"resuming the refinement after its epoch {refiner.epoch}")
         refined = refiner.fit(log)
@@ -272,44 +249,26 @@ def cluster_refine_and_write(
             val_clustering = Clustering(refined.val_features, refined.val_features, refined.val_clusters)
     if not engine.is_main:  # the others have refined with it; the main one scores and writes
         return RunResult(run_dir, metrics, train_clustering.clusters if train_clustering else initial_clusters)
-    outputs |= {"train_embedding.npy": train_clustering.embedding, "train_clusters.npy": train_clustering.clusters}
-    write_predictions(run_dir / PREDICTION_FILE, images.ids(), train_clustering.clusters)
+    arrays |= {"train_embedding": train_clustering.embedding, "train_clusters": train_clustering.clusters}
+    directory.write_prediction(images.ids(), train_clustering.clusters)
     metrics["cluster_sizes"] = np.bincount(train_clustering.clusters, minlength=config.cluster.k).tolist()
     if images.train_labels is not None:
         metrics["train_accuracy"] = accuracy_of(images.train_labels, train_clustering.clusters)
         metrics["train_scores"] = clustering_scores(images.train_labels, train_clustering.clusters)
     if images.has_val:
-        outputs |= {"val_embedding.npy": val_clustering.embedding, "val_clusters.npy": val_clustering.clusters}
+        arrays |= {"val_embedding": val_clustering.embedding, "val_clusters": val_clustering.clusters}
         metrics["val_accuracy"] = accuracy_of(images.val_labels, val_clustering.clusters)
         metrics["val_scores"] = clustering_scores(images.val_labels, val_clustering.clusters)
-    for name, array in outputs.items():
-        save_npy_atomic(run_dir / "arrays" / name, array)
+    for name, array in arrays.items():
+        directory.save_array(name, array)
     timings["total_seconds"] = time.perf_counter() - started
     metrics["timings"] = timings
     metrics["class_names"] = images.class_names
-    write_text_atomic(run_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    directory.write_metrics(metrics)
     return RunResult(run_dir, metrics, train_clustering.clusters)
 
 
-# What a finished run must hold for recluster to re-cut it, and what the new run directory takes over from it.
-RECLUSTER_NEEDS = (CONFIG_FILE, METRICS_FILE, f"checkpoints/{LAST_CHECKPOINT}")
-RECLUSTER_COPIES = (HISTORY_FILE, f"checkpoints/{LAST_CHECKPOINT}")
-
-
 RECLUSTER_SECTIONS = ("cluster.", "refine.")
-
-
-def check_finished_run(run_dir: str | Path, needs: Sequence[str]) -> Path:
-    """``run_dir`` as a path, once it is a directory holding every file of ``needs`` (paths inside it); else
-    :class:`RunDirError` in one line naming what is missing."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        found = "a file" if run_dir.exists() else "nothing there"
-        raise RunDirError(f"{run_dir}: expected a finished aeclust run directory, found {found}")
-    missing = [name for name in needs if not (run_dir / name).is_file()]
-    if missing:
-        raise RunDirError(f"{run_dir}: expected a finished aeclust run directory; missing {', '.join(missing)}")
-    return run_dir
 
 
 def recluster(
@@ -334,8 +293,8 @@ def recluster(
     ``refine_epochs``. The new directory holds the source's history and last checkpoint, so it reports like a run.
     """
     started = time.perf_counter()
-    source = check_finished_run(run_dir, RECLUSTER_NEEDS)
-    config = RunConfig.load(source / CONFIG_FILE)
+    source = RunDir(run_dir).check_finished(RECLUSTER_NEEDS)
+    config = source.read_config()
     trained = [item for item in settings if not item.startswith(RECLUSTER_SECTIONS)]
     if trained:
         raise ConfigError(
@@ -351,7 +310,7 @@ def recluster(
     if device is not None:
         config.device = device
     check_names(config)
-    source_metrics = read_metrics(source / METRICS_FILE)
+    source_metrics = source.read_metrics()
     timings: dict[str, float] = {}
     mark = time.perf_counter()
     images = images if images is not None else load_images(config.data, image_size=config.image_size)
@@ -359,37 +318,24 @@ def recluster(
     check_config(config, images)
     set_threads(config.threads)
     engine = Engine(resolve_device(config.device))  # one process: re-cutting is a short job
-    model, checkpoint = load_model(source / "checkpoints" / LAST_CHECKPOINT, engine.device)
+    model, checkpoint = load_model(source.last_checkpoint, engine.device)
     mark = time.perf_counter()
     epoch = checkpoint["epoch"]
     evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode_again(model, images, epoch, engine)
     timings["latent_seconds"] = time.perf_counter() - mark
 
-    default_out = source.with_name(f"{source.name}-k{k or 'auto'}")
-    target = new_run_dir(out if out is not None else default_out, config.model_name)
-    target.mkdir(parents=True)
-    config.save(target / CONFIG_FILE)
-    for name in RECLUSTER_COPIES:
-        if (source / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, target / name)
-    log(f"recluster {source} into {target}: k {k or 'auto'}, {len(images.train_images)} train images")
+    default_out = source.path.with_name(f"{source.path.name}-k{k or 'auto'}")
+    target = RunDir.create_new(out if out is not None else default_out, config.model_name)
+    target.write_config(config)
+    target.copy_from(source, RECLUSTER_COPIES)
+    log(f"recluster {source.path} into {target.path}: k {k or 'auto'}, {len(images.train_images)} train images")
     metrics: dict = {
         "model": config.model_name, "seed": config.seed, "k": k, "epochs": evaluation.epoch,
-        "reclustered_from": str(source),
+        "reclustered_from": str(source.path),
     }  # fmt: skip
-    return cluster_refine_and_write(target, config, images, model, evaluation, metrics, timings, started, engine=engine)
-
-
-def read_metrics(path: Path) -> dict:
-    """A run's metrics.json as a dict, or one RunDirError line saying why it cannot be read."""
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunDirError(f"{path}: expected aeclust's metrics (JSON), could not read it ({error})") from None
-    if not isinstance(metrics, dict):
-        raise RunDirError(f"{path}: expected aeclust's metrics (a JSON object), found a {type(metrics).__name__}")
-    return metrics
+    return cluster_refine_and_write(
+        target.path, config, images, model, evaluation, metrics, timings, started, engine=engine
+    )
 
 
 def _encode_again(model: nn.Module, images: ImageSet, epoch: int, engine: Engine) -> Evaluation:
@@ -397,22 +343,20 @@ def _encode_again(model: nn.Module, images: ImageSet, epoch: int, engine: Engine
     return encode_splits(model, images, epoch, engine)
 
 
-def _saved_latents(source: Path, images: ImageSet, metrics: dict, epoch: int) -> Evaluation | None:
+def _saved_latents(source: RunDir, images: ImageSet, metrics: dict, epoch: int) -> Evaluation | None:
     """The latents a finished run saved, when they and its MSEs are all there for these images; else None."""
-    arrays = source / "arrays"
-    wanted = {"train": (arrays / "train_latents.npy", len(images.train_images), "train_mse")}
+    counts = {"train": len(images.train_images)}
     if images.has_val:
-        wanted["val"] = (arrays / "val_latents.npy", len(images.val_images), "val_mse")
+        counts["val"] = len(images.val_images)
     loaded = {}
-    for split, (path, count, mse) in wanted.items():
-        if not path.is_file() or mse not in metrics:
+    for split, count in counts.items():
+        name = f"{split}_latents"
+        if not source.array(name).is_file() or f"{split}_mse" not in metrics:
             return None
-        latents = np.load(path, allow_pickle=False)
+        latents = source.load_array(name)
         if latents.ndim != 4 or len(latents) != count:
             return None
         loaded[split] = latents
     return Evaluation(
         epoch, loaded["train"], metrics["train_mse"], loaded.get("val"), metrics.get("val_mse") if images.has_val else None
     )
-
-

@@ -23,18 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeclust.augment import contrastive_view
-from aeclust.config import FORMAT_VERSION, RunConfig
+from aeclust.config import RunConfig
 from aeclust.data import ImageSet
 from aeclust.engine import Engine, start_engine
 from aeclust.errors import CheckpointError, unknown_name
 from aeclust.infer import infer, pooled_unit_latents
-from aeclust.io import load_checked, torch_save_atomic
+from aeclust.io import torch_save_atomic
 from aeclust.loop import run_epoch, shard_batches
 from aeclust.objectives import NeighbourConsistencyObjective, SelfLabellingObjective
 from aeclust.objectives.views import channels_last
+from aeclust.rundir import FORMAT_VERSION, RunDir, load_checked
 from aeclust.train import augmentation_seed
 
-REFINE_CHECKPOINT = "refine.pt"
 REFINE_KIND = "aeclust-refine-checkpoint"
 NEIGHBOUR_BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50,000 floats is 400 MB
 HEAD_SCALE = 10.0  # the head's logits start as 10 × cosine to each centroid: confident, not saturated
@@ -123,7 +123,7 @@ class ClusterModel(nn.Module):
 class NeighbourRefiner:
     """Fine-tunes a copy of ``model``'s encoder and a k-way head on ``images.train_images``.
 
-    With a ``checkpoint_dir``, one checkpoint per epoch is written there and :meth:`resume` can continue from it;
+    With a ``run_dir``, its refinement checkpoint is written after each epoch and :meth:`resume` continues from it;
     ``trained_epochs`` (how long the autoencoder had trained) tells a stale checkpoint from a current one. Under
     torchrun (``engine`` distributed) every process makes a refiner with the same ``initial_clusters``; each trains
     on its share of every batch and only the main one writes.
@@ -135,13 +135,13 @@ class NeighbourRefiner:
         images: ImageSet,
         config: RunConfig,
         initial_clusters: np.ndarray,
-        checkpoint_dir: Path | None = None,
+        run_dir: Path | None = None,
         trained_epochs: int = 0,
         engine: Engine | None = None,
     ) -> None:
         self.settings, self.images, self.trained_epochs = config.refine, images, trained_epochs
         self.engine = engine if engine is not None else start_engine(config.device)
-        self.checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / REFINE_CHECKPOINT
+        self.checkpoint_path = None if run_dir is None else RunDir(run_dir).refine_checkpoint
         torch.manual_seed(config.seed)
         k = config.cluster.k
         self.cluster_model = ClusterModel(model).to(self.engine.device, memory_format=torch.channels_last)

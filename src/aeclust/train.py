@@ -7,8 +7,6 @@ weights, optimizer, the random generators' states, the epoch and the history so 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import sys
@@ -22,33 +20,19 @@ import torch
 from torch import nn
 
 from aeclust.cluster import Clustering, cluster_latents
-from aeclust.config import FORMAT_VERSION, ModelConfig, RunConfig, TrainConfig
+from aeclust.config import ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
 from aeclust.engine import Engine, start_engine, torchrun_world
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.infer import infer
-from aeclust.io import load_checked, remove_stale_temporaries, torch_save_atomic, write_text_atomic
+from aeclust.io import remove_stale_temporaries, torch_save_atomic
 from aeclust.loop import run_epoch, shard_batches
 from aeclust.metrics import accuracy_of
 from aeclust.models import create_autoencoder, shrink_factor
 from aeclust.objectives import build_objectives, draw_training_views
+from aeclust.rundir import FORMAT_VERSION, EpochRecord, RunDir, load_checked
 
 CHECKPOINT_KIND = "aeclust-checkpoint"
-LAST_CHECKPOINT = "last.pt"
-HISTORY_FILE = "history.csv"
-
-
-@dataclass
-class EpochRecord:
-    """One row of history.csv."""
-
-    epoch: int
-    train_loss: float  # the training objective, averaged over the epoch's batches
-    train_mse: float  # reconstruction MSE on all of trainX, unrotated, in [-1, 1] space
-    rotation_accuracy: float  # share of batches' rotations the head got right (nan without rotation)
-    val_accuracy: float  # the full clustering pipeline on val latents (nan without val)
-    train_seconds: float
-    eval_seconds: float
 
 
 @dataclass
@@ -183,8 +167,8 @@ class Trainer:
         self.config = config
         self.images = images
         self.engine = engine if engine is not None else start_engine(config.device)
-        self.checkpoint_dir = Path(run_dir) / "checkpoints"
-        self.history_path = Path(run_dir) / HISTORY_FILE
+        self.run_dir = RunDir(run_dir)
+        self.checkpoint_dir = self.run_dir.checkpoints
         set_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = create_autoencoder(config.model, images.image_size)
@@ -238,12 +222,12 @@ class Trainer:
     def save_checkpoint(self) -> None:
         state = self.state(full=True)  # a collective under torchrun: every process takes part, one writes
         if self.engine.is_main:
-            torch_save_atomic(self.checkpoint_dir / f"epoch_{self.epoch:03d}.pt", self.state(full=False))
-            torch_save_atomic(self.checkpoint_dir / LAST_CHECKPOINT, state)
+            torch_save_atomic(self.run_dir.epoch_checkpoint(self.epoch), self.state(full=False))
+            torch_save_atomic(self.run_dir.last_checkpoint, state)
 
     def resume(self) -> bool:
         """Continue from ``checkpoints/last.pt`` if there is one; return whether there was."""
-        path = self.checkpoint_dir / LAST_CHECKPOINT
+        path = self.run_dir.last_checkpoint
         if not path.exists():
             return False
         if self.engine.is_main:
@@ -331,7 +315,7 @@ class Trainer:
             self.history.append(record)
             self.save_checkpoint()
             if self.engine.is_main:
-                write_history(self.history_path, self.history)
+                self.run_dir.write_history(self.history)
             log(
                 f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {train_mse:.4f}  "
                 f"val acc {val_accuracy:.3f}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
@@ -360,30 +344,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, n_image
         # A short warm-up, then cosine annealing: the best short-budget schedule we measured.
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=steps, pct_start=0.15)
     raise unknown_name("schedule", train.schedule, SCHEDULES)
-
-
-def write_history(path: Path, history: list[EpochRecord]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    names = [f.name for f in fields(EpochRecord)]
-    writer.writerow(names)
-    for record in history:
-        writer.writerow(
-            [
-                f"{getattr(record, name):.6g}" if isinstance(getattr(record, name), float) else getattr(record, name)
-                for name in names
-            ]
-        )
-    write_text_atomic(path, buffer.getvalue())
-
-
-def read_history(path: Path) -> list[EpochRecord]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    types = {f.name: f.type for f in fields(EpochRecord)}
-    return [
-        EpochRecord(**{k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in row.items()}) for row in rows
-    ]
 
 
 def load_checkpoint(path: Path, expect: ModelConfig | None = None) -> dict:

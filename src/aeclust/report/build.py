@@ -16,7 +16,7 @@ from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.errors import ConfigError, RunDirError
 from aeclust.io import write_text_atomic
-from aeclust.pipeline import new_run_dir, run
+from aeclust.pipeline import run
 from aeclust.presets import preset
 from aeclust.report import COMPARED_MODELS, DEFAULT_INDICES
 from aeclust.report.browser import write_browser
@@ -27,6 +27,7 @@ from aeclust.report.html import RunSection, render_page
 from aeclust.report.runs import FinishedRun, class_names, images_for, load_runs
 from aeclust.report.style import save_figure
 from aeclust.report.table import table_rows, text_table
+from aeclust.rundir import RunDir
 from aeclust.train import log
 
 INDEX_FILE = "index.html"
@@ -47,9 +48,9 @@ def prepare_report_dir(out: str | Path | None, force: bool, kind: str = "report"
                 f"{directory}: --force replaces only an aeclust report directory (one holding {INDEX_FILE})"
             )
         shutil.rmtree(directory)
-    else:
-        directory = new_run_dir(out, kind)
-    directory.mkdir(parents=True)
+        directory.mkdir(parents=True)
+    else:  # named as run directories are, so a report never lands in an earlier one either
+        directory = RunDir.create_new(out, kind).path
     return directory
 
 

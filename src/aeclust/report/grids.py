@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from aeclust.data import ImageSet
-from aeclust.embed import reconstruct
+from aeclust.infer import reconstruct
 from aeclust.errors import InputError
 from aeclust.metrics import matching
 from aeclust.report.runs import FinishedRun

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,16 +11,8 @@ import numpy as np
 
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
-from aeclust.data.images import load_npy
 from aeclust.errors import InputError, RunDirError
-from aeclust.pipeline import CONFIG_FILE, METRICS_FILE, PREDICTION_FILE, check_finished_run, read_metrics
-from aeclust.train import HISTORY_FILE, LAST_CHECKPOINT, EpochRecord, read_history
-
-CHECKPOINT = f"checkpoints/{LAST_CHECKPOINT}"
-TRAIN_EMBEDDING, TRAIN_CLUSTERS = "arrays/train_embedding.npy", "arrays/train_clusters.npy"
-VAL_EMBEDDING, VAL_CLUSTERS = "arrays/val_embedding.npy", "arrays/val_clusters.npy"
-# What pipeline.run leaves behind once a run has finished; val arrays exist only when the data had val images.
-REQUIRED_FILES = (CONFIG_FILE, METRICS_FILE, HISTORY_FILE, CHECKPOINT, TRAIN_EMBEDDING, TRAIN_CLUSTERS)
+from aeclust.rundir import REPORT_NEEDS, EpochRecord, RunDir
 
 
 @dataclass
@@ -53,7 +44,7 @@ class FinishedRun:
 
     @property
     def checkpoint(self) -> Path:
-        return self.run_dir / CHECKPOINT
+        return RunDir(self.run_dir).last_checkpoint
 
     @property
     def k(self) -> int:
@@ -65,32 +56,27 @@ class FinishedRun:
 
 def load_run(path: str | Path) -> FinishedRun:
     """Read a finished run directory, or raise :class:`RunDirError` naming what is missing."""
-    run_dir = check_finished_run(path, REQUIRED_FILES)
-    config = RunConfig.load(run_dir / CONFIG_FILE)
-    metrics = read_metrics(run_dir / METRICS_FILE)
-    try:
-        history = read_history(run_dir / HISTORY_FILE)
-    except (OSError, KeyError, TypeError, ValueError) as error:
-        raise RunDirError(
-            f"{run_dir / HISTORY_FILE}: expected aeclust's per-epoch history, could not read it ({error})"
-        ) from None
-    train_embedding = load_npy(run_dir / TRAIN_EMBEDDING, "train embedding")
-    train_clusters = load_npy(run_dir / TRAIN_CLUSTERS, "train clusters")
+    directory = RunDir(path).check_finished(REPORT_NEEDS)
+    config = directory.read_config()
+    metrics = directory.read_metrics()
+    history = directory.read_history()
+    train_embedding = directory.load_array("train_embedding")
+    train_clusters = directory.load_array("train_clusters")
     val_embedding = val_clusters = None
-    if (run_dir / VAL_EMBEDDING).is_file() or (run_dir / VAL_CLUSTERS).is_file():
-        val_embedding = load_npy(run_dir / VAL_EMBEDDING, "val embedding")
-        val_clusters = load_npy(run_dir / VAL_CLUSTERS, "val clusters")
+    if directory.array("val_embedding").is_file() or directory.array("val_clusters").is_file():
+        val_embedding = directory.load_array("val_embedding")
+        val_clusters = directory.load_array("val_clusters")
     for embedding, clusters, split in (
         (train_embedding, train_clusters, "train"),
         (val_embedding, val_clusters, "val"),
     ):
         if embedding is not None and (embedding.ndim != 2 or len(embedding) != len(clusters)):
             raise RunDirError(
-                f"{run_dir}: {split} embedding has shape {embedding.shape} but there are {len(clusters)} {split} "
-                "clusters; expected one embedded point per image"
+                f"{directory.path}: {split} embedding has shape {embedding.shape} but there are {len(clusters)} "
+                f"{split} clusters; expected one embedded point per image"
             )
     return FinishedRun(
-        run_dir,
+        directory.path,
         config,
         metrics,
         history,
@@ -99,26 +85,9 @@ def load_run(path: str | Path) -> FinishedRun:
         val_embedding,
         val_clusters,
         config.model_name,
-        train_ids=_read_ids(run_dir / PREDICTION_FILE, len(train_clusters)),
-        k_selection=_read_k_selection(metrics, run_dir / METRICS_FILE),
+        train_ids=directory.read_prediction_ids(len(train_clusters)),
+        k_selection=_read_k_selection(metrics, directory.metrics),
     )
-
-
-def _read_ids(path: Path, count: int) -> list[str] | None:
-    """The ids column of prediction.csv (file paths in the folder or archive, or indices); None without the file."""
-    if not path.is_file():
-        return None
-    try:
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise RunDirError(f"{path}: expected aeclust's predictions (CSV), could not read it ({error})") from None
-    if not rows or rows[0] != ["id", "label"] or len(rows) - 1 != count or any(len(row) != 2 for row in rows[1:]):
-        raise RunDirError(
-            f"{path}: expected a header id,label and {count} rows of two cells, one per clustered train image; "
-            f"found {max(len(rows) - 1, 0)} rows"
-        )
-    return [row[0] for row in rows[1:]]
 
 
 def _read_k_selection(metrics: dict, path: Path) -> KSelection | None:

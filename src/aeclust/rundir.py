@@ -1,0 +1,278 @@
+"""A run directory's layout: the name of every file a run leaves behind, and every read and write of them.
+
+    RUN_DIR/
+        config.json            the run's settings (:class:`~aeclust.config.RunConfig`)
+        metrics.json           scores, cluster sizes and timings
+        prediction.csv         id,label: the cluster of every train image
+        history.csv            one :class:`EpochRecord` per trained epoch
+        checkpoints/last.pt    everything needed to resume training
+        checkpoints/epoch_NNN.pt, checkpoints/refine.pt
+        arrays/NAME.npy        one per name in :data:`ARRAY_NAMES`
+
+Every write goes through :mod:`aeclust.io`, so a run stopped at any moment leaves each file whole or absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from aeclust.config import RunConfig
+from aeclust.data.images import load_npy
+from aeclust.errors import CheckpointError, RunDirError
+from aeclust.format_version import FORMAT_VERSION
+from aeclust.io import atomic_open, save_npy_atomic, write_text_atomic
+
+__all__ = [
+    "ARRAY_NAMES",
+    "FORMAT_VERSION",
+    "RECLUSTER_COPIES",
+    "RECLUSTER_NEEDS",
+    "REPORT_NEEDS",
+    "EpochRecord",
+    "RunDir",
+    "load_checked",
+]
+
+# Paths inside a run directory, relative to it: the form in which error messages name what is missing.
+_CONFIG = "config.json"
+_METRICS = "metrics.json"
+_PREDICTION = "prediction.csv"
+_HISTORY = "history.csv"
+_CHECKPOINTS = "checkpoints"
+_LAST_CHECKPOINT = f"{_CHECKPOINTS}/last.pt"
+_REFINE_CHECKPOINT = f"{_CHECKPOINTS}/refine.pt"
+_ARRAYS = "arrays"
+
+# The arrays a run saves; val_* only when its data has val images.
+ARRAY_NAMES = ("train_latents", "val_latents", "train_embedding", "train_clusters", "val_embedding", "val_clusters")
+
+
+def _array_file(name: str) -> str:
+    if name not in ARRAY_NAMES:
+        raise ValueError(f"unknown run array {name!r}; expected one of: {', '.join(ARRAY_NAMES)}")
+    return f"{_ARRAYS}/{name}.npy"
+
+
+# What a finished run must hold for the report to read it.
+REPORT_NEEDS = (
+    _CONFIG, _METRICS, _HISTORY, _LAST_CHECKPOINT, _array_file("train_embedding"), _array_file("train_clusters")
+)  # fmt: skip
+# What a finished run must hold for recluster to re-cut it, and what the new run directory takes over from it
+# (the history and the model, so the new directory reports like a run).
+RECLUSTER_NEEDS = (_CONFIG, _METRICS, _LAST_CHECKPOINT)
+RECLUSTER_COPIES = (_HISTORY, _LAST_CHECKPOINT)
+
+
+@dataclass
+class EpochRecord:
+    """One row of history.csv."""
+
+    epoch: int
+    train_loss: float  # the training objective, averaged over the epoch's batches
+    train_mse: float  # reconstruction MSE on all of trainX, unrotated, in [-1, 1] space
+    rotation_accuracy: float  # share of batches' rotations the head got right (nan without rotation)
+    val_accuracy: float  # the full clustering pipeline on val latents (nan without val)
+    train_seconds: float
+    eval_seconds: float
+
+
+def load_checked(path: str | os.PathLike[str], kind: str, description: str) -> dict:
+    """Load a torch checkpoint of the given ``kind`` and this aeclust's format version, or say plainly why not.
+
+    ``description`` names the file in errors, e.g. "an aeclust checkpoint".
+    """
+    import torch  # loaded on first use, so that reading a run's other files does not wait for torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path}: expected {description}, could not read it ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("kind") != kind:
+        raise CheckpointError(f"{path}: expected {description}, found another kind of file")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {state.get('format_version')}; this aeclust reads version {FORMAT_VERSION}"
+        )
+    return state
+
+
+class RunDir:
+    """One run directory (``path``): where each of its files lives, and how each is read and written."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @classmethod
+    def create_new(cls, out: str | os.PathLike[str] | None, model_name: str) -> RunDir:
+        """Make a directory that did not exist: ``out`` itself, or ``out-2``, ``out-3``… beside it, so an earlier run
+        is never written into; without ``out``, ``runs/MODEL_NAME-YYYYmmdd-HHMMSS``."""
+        wanted = Path(out) if out is not None else Path("runs") / f"{model_name}-{datetime.now():%Y%m%d-%H%M%S}"
+        candidate, number = wanted, 1
+        while True:
+            try:  # mkdir, not a check beforehand, decides: another process may take a name at the same moment
+                candidate.mkdir(parents=True)
+                break
+            except FileExistsError:
+                number += 1
+                candidate = wanted.with_name(f"{wanted.name}-{number}")
+        if candidate != wanted:
+            # As aeclust.train.log writes; train imports this module, so its log cannot be imported here.
+            print(
+                f"{wanted} exists already; writing this run to {candidate} instead "
+                "(--resume continues it, --force replaces it)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return cls(candidate)
+
+    # -- where each file lives ---------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.path / _CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / _METRICS
+
+    @property
+    def prediction(self) -> Path:
+        return self.path / _PREDICTION
+
+    @property
+    def history(self) -> Path:
+        return self.path / _HISTORY
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / _CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / _LAST_CHECKPOINT
+
+    @property
+    def refine_checkpoint(self) -> Path:
+        return self.path / _REFINE_CHECKPOINT
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:03d}.pt"
+
+    def array(self, name: str) -> Path:
+        """``arrays/NAME.npy``; ``name`` must be one of :data:`ARRAY_NAMES`."""
+        return self.path / _array_file(name)
+
+    # -- whole-directory checks ----------------------------------------------------------------------
+    def check_finished(self, needs: Sequence[str]) -> RunDir:
+        """This run directory, once it holds every file of ``needs`` (e.g. :data:`REPORT_NEEDS`); else
+        :class:`RunDirError` in one line naming what is missing."""
+        if not self.path.is_dir():
+            found = "a file" if self.path.exists() else "nothing there"
+            raise RunDirError(f"{self.path}: expected a finished aeclust run directory, found {found}")
+        missing = [name for name in needs if not (self.path / name).is_file()]
+        if missing:
+            raise RunDirError(f"{self.path}: expected a finished aeclust run directory; missing {', '.join(missing)}")
+        return self
+
+    def copy_from(self, source: RunDir, names: Sequence[str]) -> None:
+        """Copy those of ``names`` (e.g. :data:`RECLUSTER_COPIES`) that ``source`` holds, keeping their timestamps."""
+        for name in names:
+            original = source.path / name
+            if not original.is_file():
+                continue
+            with original.open("rb") as reader, atomic_open(self.path / name, "wb") as writer:
+                shutil.copyfileobj(reader, writer)
+            shutil.copystat(original, self.path / name)
+
+    # -- reads and writes ----------------------------------------------------------------------------
+    def read_config(self) -> RunConfig:
+        """The run's settings; a config.json of another format version is refused in one line."""
+        return RunConfig.load(self.config)
+
+    def write_config(self, config: RunConfig) -> None:
+        config.save(self.config)
+
+    def read_metrics(self) -> dict:
+        """metrics.json as a dict, or one RunDirError line saying why it cannot be read."""
+        path = self.metrics
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RunDirError(f"{path}: expected aeclust's metrics (JSON), could not read it ({error})") from None
+        if not isinstance(metrics, dict):
+            raise RunDirError(f"{path}: expected aeclust's metrics (a JSON object), found a {type(metrics).__name__}")
+        return metrics
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_text_atomic(self.metrics, json.dumps(metrics, indent=2) + "\n")
+
+    def read_history(self) -> list[EpochRecord]:
+        """history.csv's rows, or one RunDirError line saying why it cannot be read."""
+        types = {f.name: f.type for f in fields(EpochRecord)}
+        try:
+            with self.history.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            return [
+                EpochRecord(**{k: (int(v) if types[k] in ("int", int) else float(v)) for k, v in row.items()})
+                for row in rows
+            ]
+        except (OSError, KeyError, TypeError, ValueError) as error:
+            raise RunDirError(
+                f"{self.history}: expected aeclust's per-epoch history, could not read it ({error})"
+            ) from None
+
+    def write_history(self, records: Sequence[EpochRecord]) -> None:
+        names = [f.name for f in fields(EpochRecord)]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(names)
+        for record in records:
+            values = [getattr(record, name) for name in names]
+            writer.writerow([f"{value:.6g}" if isinstance(value, float) else value for value in values])
+        write_text_atomic(self.history, buffer.getvalue())
+
+    def write_prediction(self, ids: Sequence[str], clusters: np.ndarray) -> None:
+        """prediction.csv: a header ``id,label``, then each train image's id and cluster."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id", "label"])
+        writer.writerows(zip(ids, clusters.tolist()))
+        write_text_atomic(self.prediction, buffer.getvalue())
+
+    def read_prediction_ids(self, count: int) -> list[str] | None:
+        """The ids column of prediction.csv (file paths in the folder or archive, or indices), checked to hold
+        ``count`` rows; None without the file, which runs of earlier releases lack."""
+        path = self.prediction
+        if not path.is_file():
+            return None
+        try:
+            with path.open(newline="") as handle:
+                rows = list(csv.reader(handle))
+        except (OSError, UnicodeDecodeError, csv.Error) as error:
+            raise RunDirError(f"{path}: expected aeclust's predictions (CSV), could not read it ({error})") from None
+        if not rows or rows[0] != ["id", "label"] or len(rows) - 1 != count or any(len(row) != 2 for row in rows[1:]):
+            raise RunDirError(
+                f"{path}: expected a header id,label and {count} rows of two cells, one per clustered train image; "
+                f"found {max(len(rows) - 1, 0)} rows"
+            )
+        return [row[0] for row in rows[1:]]
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        save_npy_atomic(self.array(name), array)
+
+    def load_array(self, name: str) -> np.ndarray:
+        """``arrays/NAME.npy``, or an InputError line naming the file when it is missing or unreadable."""
+        return load_npy(self.array(name), name.replace("_", " "))
