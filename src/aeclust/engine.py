@@ -187,6 +187,14 @@ class Engine:
         dist.all_gather_object(objects, obj)
         return objects
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Give every process the main one's buffers (batch norm's running statistics). Each process's last training
+        step left its own; encoding with them would make each process's share of the latents come from a slightly
+        different model, and one that no checkpoint holds."""
+        if self.distributed:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

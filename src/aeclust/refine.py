@@ -248,6 +248,7 @@ class NeighbourRefiner:
             return self.consistency(anchor_logits, logits[len(anchors) :]), len(anchors), {}
 
         totals = run_epoch(pairs(), step, self.optimizer, self.engine, scaler=self.scaler, description="refine")
+        self.engine.sync_buffers(self.cluster_model)
         return totals.loss, self.engine.sum_counts(sizes).tolist()
 
     @torch.no_grad()  # not inference_mode: the targets it returns take part in a loss that is backpropagated
@@ -281,6 +282,7 @@ class NeighbourRefiner:
 
         batches = shard_batches(order, self.settings.batch_size, self.engine)
         totals = run_epoch(batches, step, self.optimizer, self.engine, scaler=self.scaler, description="self-label")
+        self.engine.sync_buffers(self.cluster_model)
         return totals.loss, sizes.tolist()
 
     def fit(self, log: Callable[[str], None] = print, until: int | None = None) -> Refinement:

@@ -75,8 +75,10 @@ def usable_cores() -> int:
 
 
 def set_threads(threads: int) -> None:
-    """Use ``threads`` torch threads, or (0) one per usable core: more threads than cores make each epoch slower."""
-    torch.set_num_threads(threads if threads > 0 else usable_cores())
+    """Use ``threads`` torch threads, or (0) one per usable core, shared out among the processes torchrun started on
+    this machine: more threads than cores make each epoch many times slower."""
+    processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    torch.set_num_threads(threads if threads > 0 else max(1, usable_cores() // processes_here))
 
 
 def log(message: str) -> None:
@@ -279,6 +281,7 @@ class Trainer:
             scheduler=self.scheduler, scaler=self.scaler, total=math.ceil(len(order) / batch_size),
             description=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
         )  # fmt: skip
+        self.engine.sync_buffers(self.method)
         rotation = totals.sums.get("rotation_correct")
         return totals.loss, (rotation / totals.images if rotation is not None else float("nan"))
 
