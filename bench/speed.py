@@ -1,16 +1,20 @@
 """Wall time of (a) the course pipeline and (b) aeclust's default, stage by stage, side by side in one run.
 
-    python bench/speed.py [--out DIR] [--growth CIFAR10_TRAIN_ARCHIVE] [--reuse]
+    python bench/speed.py [--out DIR] [--growth CIFAR10_TRAIN_ARCHIVE] [--processes N] [--reuse] [--only-default]
 
 (a) is the `baseline` preset: the study's model, 20 epochs, KernelPCA → scikit-learn t-SNE → k-means.
 (b) is the default model (`aeclust run` with no options). Both run on the embedded set with seed 0; --reuse reads
 runs that finished in --out before. With --growth, the default's clustering stage is also timed at N = 2,000,
-8,500 and 50,000 latents (the 50,000 from the CIFAR-10 train archive, encoded by (b)'s model).
+8,500 and 50,000 latents (the 50,000 from the CIFAR-10 train archive, encoded by (b)'s model). With --processes N,
+(b) is run again under `torchrun --nproc_per_node=N` (gloo on a CPU, NCCL on GPUs) and timed beside (b).
+--only-default leaves out (a), for timing the default alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +72,31 @@ def time_report(run_dir: Path, out: Path) -> float:
     return time.perf_counter() - started
 
 
+def torchrun_default(processes: int, out: Path, reuse: bool) -> dict:
+    """The default on the embedded set, seed 0, in ``processes`` processes started by torchrun."""
+    run_dir = RunDir(out / f"{DEFAULT_MODEL}-torchrun{processes}")
+    if reuse and run_dir.metrics.is_file():
+        return run_dir.read_metrics()
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = [*launcher, "-m", "aeclust", "run", "--seed", "0", "--out", str(run_dir.path), "--force"]
+    subprocess.run(command, check=True)
+    return run_dir.read_metrics()
+
+
+def processes_table(one: dict, many: dict, processes: int) -> None:
+    print(f"\n| the default, embedded set | 1 process, s | {processes} processes, s | ratio |\n|---|---|---|---|")
+    rows = {
+        "training, per epoch": lambda m: m["timings"]["train_seconds"] / max(1, m["epochs"]),
+        "per-epoch history": lambda m: m["timings"]["epoch_eval_seconds"],
+        "refinement": lambda m: m["timings"].get("refine_seconds", 0.0),
+        "end to end (run)": lambda m: m["timings"]["total_seconds"],
+    }
+    for stage, read in rows.items():
+        print(f"| {stage} | {read(one):.1f} | {read(many):.1f} | {read(many) / max(read(one), 1e-9):.2f} |")
+    for key in ("train_accuracy", "val_accuracy"):
+        print(f"| {key} | {one.get(key, float('nan')):.3f} | {many.get(key, float('nan')):.3f} | |")
+
+
 def growth(archive: Path, model_run: Path) -> None:
     """Seconds of the default's clustering stage, and of its refinement, at growing N (encoding not counted)."""
     model, _ = load_model(RunDir(model_run).last_checkpoint)
@@ -102,6 +131,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-speed"))
     parser.add_argument("--growth", type=Path, help="CIFAR-10 train archive for the N = 50,000 point")
     parser.add_argument("--reuse", action="store_true", help="read finished runs in --out instead of running again")
+    parser.add_argument("--processes", type=int, help="also time the default under torchrun with this many processes")
+    parser.add_argument("--only-default", action="store_true", help="time the default alone, without the course run")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -109,18 +140,27 @@ def main() -> None:
     decode_seconds = time.perf_counter() - started
 
     columns = {}
-    for label, name in (("(a) course", "baseline"), ("(b) default", DEFAULT_MODEL)):
+    runs = (("(b) default", DEFAULT_MODEL),) if args.only_default else (("(a) course", "baseline"), ("(b) default", DEFAULT_MODEL))
+    for label, name in runs:
         metrics, run_dir = timed_run(name, args.out, args.reuse)
         columns[label] = (metrics, stage_rows(metrics, decode_seconds, time_report(run_dir, args.out)), run_dir)
 
-    (a_metrics, a, _), (b_metrics, b, b_dir) = columns.values()
-    print("\n| stage | (a) course, s | (b) default, s | b/a |\n|---|---|---|---|")
-    for stage in a:
-        ratio = f"{b[stage] / a[stage]:.2f}" if a[stage] > 0 else "–"
-        print(f"| {stage} | {a[stage]:.1f} | {b[stage]:.1f} | {ratio} |")
-    for key in ("val_accuracy", "train_accuracy"):
-        print(f"| {key} | {a_metrics.get(key, float('nan')):.3f} | {b_metrics.get(key, float('nan')):.3f} | |")
-    print(f"\nend-to-end ratio b/a: {b['end to end (run + report)'] / a['end to end (run + report)']:.2f}")
+    b_metrics, b, b_dir = columns["(b) default"]
+    if args.only_default:
+        print("\n| stage | (b) default, s |\n|---|---|")
+        for stage, seconds in b.items():
+            print(f"| {stage} | {seconds:.1f} |")
+    else:
+        a_metrics, a, _ = columns["(a) course"]
+        print("\n| stage | (a) course, s | (b) default, s | b/a |\n|---|---|---|---|")
+        for stage in a:
+            ratio = f"{b[stage] / a[stage]:.2f}" if a[stage] > 0 else "–"
+            print(f"| {stage} | {a[stage]:.1f} | {b[stage]:.1f} | {ratio} |")
+        for key in ("val_accuracy", "train_accuracy"):
+            print(f"| {key} | {a_metrics.get(key, float('nan')):.3f} | {b_metrics.get(key, float('nan')):.3f} | |")
+        print(f"\nend-to-end ratio b/a: {b['end to end (run + report)'] / a['end to end (run + report)']:.2f}")
+    if args.processes:
+        processes_table(b_metrics, torchrun_default(args.processes, args.out, args.reuse), args.processes)
     if args.growth:
         growth(args.growth, b_dir)
 

@@ -41,7 +41,7 @@ def shard_batches(order: torch.Tensor, batch_size: int, engine: Engine) -> Itera
 
 def run_epoch(
     batches: Iterable[Batch],
-    step: Callable[[Batch], tuple[torch.Tensor, int, dict[str, float]]],
+    step: Callable[[Batch], tuple[torch.Tensor, int, dict[str, torch.Tensor]]],
     optimizer: torch.optim.Optimizer,
     engine: Engine,
     *,
@@ -79,4 +79,4 @@ def run_epoch(
         if not progress.disable:  # only on a terminal: reading the loss makes a GPU wait
             progress.set_postfix(loss=f"{float(total_loss) / seen:.4f}", refresh=False)
     loss_sum, seen = engine.sum(float(total_loss)), int(engine.sum(seen))
-    return EpochTotals(loss_sum / max(1, seen), seen, {name: engine.sum(value) for name, value in sums.items()})
+    return EpochTotals(loss_sum / max(1, seen), seen, {name: engine.sum(float(value)) for name, value in sums.items()})

@@ -240,7 +240,7 @@ class NeighbourRefiner:
                 if not self.engine.distributed or len(anchors) >= self.engine.world_size:
                     yield anchors[_split(len(anchors), self.engine)], partners[_split(len(anchors), self.engine)]
 
-        def step(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float]]:
+        def step(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
             anchors, partners = pair
             logits = self.training_module(torch.cat([self.views(anchors), self.views(partners)]))
             anchor_logits = logits[: len(anchors)]
@@ -276,7 +276,7 @@ class NeighbourRefiner:
         self.cluster_model.train()
         order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
 
-        def step(picked: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, float]]:
+        def step(picked: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
             logits = self.training_module(self.views(chosen[picked]))
             return objective(logits, targets[picked].to(logits.device)), len(picked), {}
 

@@ -128,7 +128,7 @@ class SelfSupervisedModel(nn.Module):
         if "reconstruction" not in self.objectives:  # its gradients would never come; DDP would wait for them
             autoencoder.decoder.requires_grad_(False)
 
-    def forward(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         views = draw_training_views(
             images, self.autoencoder, generator, self.config, self.flip, turn="rotation" in self.objectives
         )
@@ -270,7 +270,7 @@ class Trainer:
         self.method.train()
         order = torch.randperm(len(self.images.train_images), generator=self.generator)
 
-        def step(indices: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, float]]:
+        def step(indices: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
             batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
             loss, sums = self.training_module(batch, self.view_generator)
             return loss, len(indices), sums

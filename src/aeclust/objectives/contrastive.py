@@ -54,7 +54,7 @@ class ContrastiveObjective(nn.Module):
         self.head = ProjectionHead(channels, channels)
         self.weight, self.temperature, self.engine = weight, temperature, engine
 
-    def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = views.count
         projected = self.head(views.latent)
         full = [projected[:n], projected[n:]]

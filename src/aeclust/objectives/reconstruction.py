@@ -18,6 +18,6 @@ class ReconstructionObjective(nn.Module):
             raise ValueError(f"reconstruction weight={weight}: expected > 0 (leave the objective out for none)")
         self.weight = weight
 
-    def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         reconstruction = views.autoencoder.decode(views.latent[: views.count])
         return self.weight * F.mse_loss(reconstruction.float(), views.first_view.float()), {}

@@ -23,7 +23,7 @@ class RotationObjective(nn.Module):
         self.head = RotationHead(latent_features)
         self.weight = weight
 
-    def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if views.turns is None:
             rotated, turns = rotate_batch(views.images, views.generator)
             latent = views.autoencoder.encode(channels_last(rotated))
@@ -31,6 +31,7 @@ class RotationObjective(nn.Module):
             latent, turns = views.latent, views.turns
         logits = self.head(latent).float()
         loss = self.weight * F.cross_entropy(logits, turns)
-        # Counted per image of the batch, so an epoch's rotation accuracy stays a share of images.
-        correct = float((logits.argmax(1) == turns).sum()) * views.count / len(turns)
+        # Counted per image of the batch, so an epoch's rotation accuracy stays a share of images; left on the device
+        # (read once an epoch), so a GPU need not wait at every step.
+        correct = (logits.detach().argmax(1) == turns).sum() * views.count / len(turns)
         return loss, {"rotation_correct": correct}

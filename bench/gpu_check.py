@@ -1,0 +1,102 @@
+"""The CUDA paths, exercised on a machine with a GPU: device, seconds per epoch, peak GPU memory, accuracy.
+
+    PYTHONPATH=src python3 bench/gpu_check.py [--cifar10 CIFAR10_TRAIN_JPG_TAR_GZ] [--out DIR] [--epochs N]
+
+Runs from a checkout with the machine's own torch (2.4 or newer, CUDA build) and nothing installed: it needs only
+what aeclust's default imports (numpy, scikit-learn, scipy, Pillow, tqdm), not openTSNE or UMAP. In one run:
+1. which device `--device auto` picks, its precision (bf16 where supported, else fp16 with a gradient scaler);
+2. the default model on the embedded set on the GPU: seconds per epoch, refinement seconds, peak GPU memory, train
+   and val accuracy, beside the same run's figures on the CPU measured before (docs/results.md);
+3. a checkpoint written on the GPU, loaded on the CPU and encoding the same latents (within half precision);
+4. with --cifar10, the default with --k 10 on the whole CIFAR-10 train split (50,000 images).
+Every run is an ordinary run directory under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aeclust.data import load_images
+from aeclust.engine import resolve_device
+from aeclust.infer import infer
+from aeclust.pipeline import run
+from aeclust.presets import DEFAULT_MODEL, preset
+from aeclust.rundir import RunDir
+from aeclust.train import load_model
+
+
+def timed_default(data: str | None, out: Path, k: int, epochs: int | None) -> dict:
+    config = preset(DEFAULT_MODEL)
+    config.device = "cuda"
+    config.cluster.k = k
+    if data is not None:
+        config.data = data
+    if epochs is not None:
+        config.train.epochs = epochs
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    result = run(config, out, force=out.exists())
+    metrics = result.metrics
+    history = result.history
+    return {
+        "images": sum(metrics["cluster_sizes"]),
+        "epochs": metrics["epochs"],
+        "seconds per epoch": np.mean([r.train_seconds for r in history]),
+        "history eval s per epoch": np.mean([r.eval_seconds for r in history]),
+        "refinement s": metrics["timings"].get("refine_seconds", 0.0),
+        "end to end s": time.perf_counter() - started,
+        "peak GPU memory GiB": torch.cuda.max_memory_allocated() / 2**30,
+        "train accuracy": metrics.get("train_accuracy", float("nan")),
+        "val accuracy": metrics.get("val_accuracy", float("nan")),
+        "NMI": metrics.get("train_scores", {}).get("nmi", float("nan")),
+    }
+
+
+def checkpoint_moves_to_cpu(run_dir: Path) -> float:
+    """Largest difference between latents encoded on the GPU and on the CPU from one GPU-written checkpoint."""
+    images = load_images(None).val_images[:256]
+    on_gpu, _ = load_model(RunDir(run_dir).last_checkpoint, "cuda")
+    on_cpu, _ = load_model(RunDir(run_dir).last_checkpoint, "cpu")
+    from aeclust.engine import Engine
+
+    gpu = infer(on_gpu, images, engine=Engine(torch.device("cuda"))).latents
+    cpu = infer(on_cpu, images).latents
+    return float((gpu - cpu).abs().max() / cpu.abs().max())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cifar10", help="the CIFAR-10 train split (class folders, or their .tar.gz) for ten-way")
+    parser.add_argument("--out", type=Path, default=Path("runs/gpu-check"))
+    parser.add_argument("--epochs", type=int, help="override the default's epochs (default: its own)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, python {sys.version.split()[0]}", flush=True)
+    if not torch.cuda.is_available():
+        print("no CUDA GPU here: nothing to check")
+        return 1
+    device = resolve_device("auto")
+    print(
+        f"--device auto -> {device}: {torch.cuda.get_device_name(device)}, "
+        f"{'bf16' if torch.cuda.is_bf16_supported() else 'fp16 + gradient scaler'}",
+        flush=True,
+    )
+    rows = {"embedded, k=2": timed_default(None, args.out / "embedded", 2, args.epochs)}
+    print(f"checkpoint written on the GPU, encoded on the CPU: largest relative difference "
+          f"{checkpoint_moves_to_cpu(args.out / 'embedded'):.2e}", flush=True)  # fmt: skip
+    if args.cifar10:
+        rows["CIFAR-10 train, k=10"] = timed_default(args.cifar10, args.out / "cifar10-k10", 10, args.epochs)
+    names = list(next(iter(rows.values())))
+    print("\n| | " + " | ".join(rows) + " |\n|---|" + "---|" * len(rows))
+    for name in names:
+        print(f"| {name} | " + " | ".join(f"{row[name]:.3f}" if isinstance(row[name], float) else str(row[name]) for row in rows.values()) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
