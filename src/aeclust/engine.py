@@ -138,23 +138,30 @@ class Engine:
         process; no gradient flows back."""
         if not self.distributed:
             return tensor
-        tensor = tensor.contiguous()
-        sizes = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(self.world_size)]
-        dist.all_gather(sizes, torch.tensor([len(tensor)], device=tensor.device))
-        longest = int(max(size.item() for size in sizes))
-        padded = tensor.new_zeros((longest, *tensor.shape[1:]))
+        sizes = self.sizes(len(tensor))
+        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
         padded[: len(tensor)] = tensor
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded)
-        return torch.cat([part[: int(size.item())] for part, size in zip(parts, sizes)])
+        return torch.cat([part[:size] for part, size in zip(parts, sizes)])
 
-    def gather_with_grad(self, tensor: torch.Tensor) -> torch.Tensor:
+    def gather_with_grad(self, tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
         """Every process's ``tensor`` (their first dimensions may differ), concatenated in rank order, with gradients
-        flowing back to each process's own rows: what a contrastive loss needs to see every process's negatives."""
+        flowing back to each process's own rows: what a contrastive loss needs to see every process's negatives.
+        ``sizes``: every process's first dimension, when the caller knows them already (:meth:`sizes`)."""
         if not self.distributed:
             return tensor
-        sizes = self.gather_objects(len(tensor))
+        sizes = sizes if sizes is not None else self.sizes(len(tensor))
         return _GatherWithGrad.apply(tensor.contiguous(), sizes, self.rank)
+
+    def sizes(self, count: int) -> list[int]:
+        """Every process's ``count``, in rank order."""
+        if not self.distributed:
+            return [count]
+        counts = torch.zeros(self.world_size, dtype=torch.long, device=self.collective_device)
+        counts[self.rank] = count
+        dist.all_reduce(counts)
+        return counts.tolist()
 
     def sum(self, value: float) -> float:
         if not self.distributed:

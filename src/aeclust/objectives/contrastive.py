@@ -26,8 +26,9 @@ def nt_xent_loss(
     if engine is None or not engine.distributed:
         everyone, offset, total = embeddings, 0, n
     else:
-        sizes = engine.gather_objects(n)
-        gathered_first, gathered_second = engine.gather_with_grad(embeddings[:n]), engine.gather_with_grad(embeddings[n:])
+        sizes = engine.sizes(n)
+        gathered_first = engine.gather_with_grad(embeddings[:n], sizes)
+        gathered_second = engine.gather_with_grad(embeddings[n:], sizes)
         everyone, offset, total = torch.cat([gathered_first, gathered_second]), sum(sizes[: engine.rank]), sum(sizes)
     similarity = embeddings @ everyone.T / temperature
     rows = torch.arange(n, device=embeddings.device)
