@@ -22,8 +22,6 @@ no val split.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import statistics
 import sys
 import time

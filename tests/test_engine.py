@@ -1,6 +1,5 @@
 """The engine (devices, sharing work among processes), the one inference loop, and the one training loop."""
 
-import os
 import socket
 
 import numpy as np
