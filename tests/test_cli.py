@@ -11,7 +11,7 @@ def aeclust(*args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "aeclust", *args], capture_output=True, text=True, env=env)
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["score"], ["data"], ["data", "export"], ["models"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["score"], ["data"], ["data", "export"], ["models"], ["predict"]])
 def test_help_works_on_every_command(command):
     result = aeclust(*command, "--help")
     assert result.returncode == 0 and "usage: aeclust" in result.stdout

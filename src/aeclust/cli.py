@@ -161,6 +161,17 @@ def cmd_recluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from aeclust.predict import predict
+
+    prediction = predict(args.run_dir, args.data, args.out, device=args.device)
+    lines = [f"prediction: {prediction.run_dir}", f"images: {len(prediction.clusters)} ({prediction.method})"]
+    if "train_accuracy" in prediction.metrics:
+        lines.append(f"accuracy: {prediction.metrics['train_accuracy']:.4f}")
+    print("\n".join(lines))
+    return 0
+
+
 def _print_result(run_dir: Path, metrics: dict) -> None:
     lines = [f"run directory: {run_dir}", f"k: {metrics['k']}"]
     for key in ("val_accuracy", "train_accuracy", "val_mse", "train_mse"):
@@ -229,6 +240,15 @@ def make_parser() -> argparse.ArgumentParser:
     )
     recluster.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's own)")
     recluster.set_defaults(handler=cmd_recluster)
+
+    predict = commands.add_parser(
+        "predict", help="assign new images to a finished run's clusters, without training or clustering again"
+    )
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory; it is only read")
+    predict.add_argument("--data", required=True, help="the images to assign: any source `run --data` takes")
+    predict.add_argument("--out", help="where prediction.csv and metrics.json go (default RUN_DIR-predict beside it)")
+    predict.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: the run's own)")
+    predict.set_defaults(handler=cmd_predict)
 
     score = commands.add_parser("score", help="print the accuracy of a prediction.csv against an answer key")
     score.add_argument("prediction", metavar="PREDICTION_CSV")

@@ -36,6 +36,7 @@ from aeclust.io import atomic_open, save_npy_atomic, write_text_atomic
 __all__ = [
     "ARRAY_NAMES",
     "FORMAT_VERSION",
+    "PREDICT_NEEDS",
     "RECLUSTER_COPIES",
     "RECLUSTER_NEEDS",
     "REPORT_NEEDS",
@@ -72,6 +73,8 @@ REPORT_NEEDS = (
 # (the history and the model, so the new directory reports like a run).
 RECLUSTER_NEEDS = (_CONFIG, _METRICS, _LAST_CHECKPOINT)
 RECLUSTER_COPIES = (_HISTORY, _LAST_CHECKPOINT)
+# What a finished run must hold for predict to assign new images to its clusters.
+PREDICT_NEEDS = (_CONFIG, _METRICS, _LAST_CHECKPOINT, _array_file("train_clusters"))
 
 
 @dataclass

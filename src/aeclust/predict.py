@@ -1,0 +1,154 @@
+"""Assign new images to a finished run's clusters, without training or clustering again.
+
+A run that refined its clusters predicts through its refined encoder and cluster head, exactly as it labelled its own
+train images. A run without refinement (the study's pipeline) assigns each image to the nearest centre of the run's
+clusters, in the feature space its clustering stage started from (latents, pooled or flattened, scaled with the train
+images' statistics): t-SNE and UMAP have no faithful way to place new points, and the 2-D embedding is only a view.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aeclust.config import RunConfig
+from aeclust.data import ImageSet, load_images
+from aeclust.embed import LATENT_MODES, SCALINGS, latent_features
+from aeclust.engine import Engine, resolve_device
+from aeclust.errors import ConfigError, RunDirError
+from aeclust.infer import infer
+from aeclust.metrics import accuracy_of, clustering_scores
+from aeclust.refine import REFINE_KIND, ClusterModel
+from aeclust.rundir import PREDICT_NEEDS, RunDir, load_checked
+from aeclust.train import load_model, log, set_threads
+
+INFERENCE_CHUNK = 4000  # images encoded, then assigned, at a time: whole inference batches, as the run encoded them
+
+
+@dataclass
+class Prediction:
+    """Clusters of new images; ``method`` says how they were assigned."""
+
+    clusters: np.ndarray
+    ids: list[str]
+    method: str  # "refined head" or "nearest centre"
+    run_dir: Path | None = None  # where it was written, when it was
+    metrics: dict | None = None
+
+
+class CentreAssigner:
+    """The nearest of a run's cluster centres, in the feature space its clustering stage started from."""
+
+    def __init__(self, train_latents: np.ndarray, train_clusters: np.ndarray, config: RunConfig) -> None:
+        cluster = config.cluster
+        if cluster.latent not in LATENT_MODES or cluster.scaling not in SCALINGS:
+            raise ConfigError(f"latent mode {cluster.latent!r} or scaling {cluster.scaling!r} unknown to this aeclust")
+        self.mode, self.scaling = cluster.latent, cluster.scaling
+        raw = latent_features(train_latents, self.mode, "none")
+        self.mean, self.std = raw.mean(axis=0), raw.std(axis=0) + 1e-6  # the train images' own, as the run used
+        features = self.features_of_raw(raw)
+        k = int(train_clusters.max()) + 1
+        self.centres = np.stack(
+            [features[train_clusters == c].mean(axis=0) if (train_clusters == c).any() else np.full(features.shape[1], np.inf) for c in range(k)]
+        ).astype(np.float32)
+
+    def features_of_raw(self, raw: np.ndarray) -> np.ndarray:
+        if self.scaling == "standardize":
+            return (raw - self.mean) / self.std
+        if self.scaling == "l2":
+            return raw / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12)
+        return raw
+
+    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        features = self.features_of_raw(latent_features(latents.numpy(), self.mode, "none"))
+        distances = ((features[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2)
+        return distances.argmin(axis=1)
+
+
+def refined_model(run: RunDir, engine: Engine) -> ClusterModel | None:
+    """The run's refined encoder and cluster head, when its refinement finished; else None."""
+    if not run.refine_checkpoint.is_file():
+        return None
+    state = load_checked(run.refine_checkpoint, REFINE_KIND, "an aeclust refinement checkpoint")
+    config = run.read_config()
+    if state["epoch"] < config.refine.total_epochs:
+        return None  # stopped mid-refinement: its clusters are the clustering stage's, not this head's
+    model, _ = load_model(run.last_checkpoint)
+    head = torch.nn.Linear(state["head"]["weight"].shape[1], state["head"]["weight"].shape[0])
+    refined = ClusterModel(model, head)
+    refined.autoencoder.load_state_dict(state["model"])
+    head.load_state_dict(state["head"])
+    return refined.to(engine.device).eval()
+
+
+def predict(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
+    *,
+    images: ImageSet | None = None,
+    device: str | None = None,
+    write: bool = True,
+) -> Prediction:
+    """Assign the images of ``data`` (any source ``aeclust run --data`` takes) to the finished run's clusters.
+
+    With ``write``, a new directory (default ``RUN_DIR-predict``, never overwritten) gets ``prediction.csv``
+    (``id,label``: each image's path or index) and ``metrics.json`` (how many, how assigned, cluster sizes, and
+    with an answer key the scores).
+    """
+    started = time.perf_counter()
+    run = RunDir(run_dir).check_finished(PREDICT_NEEDS)
+    config = run.read_config()
+    if images is None:
+        if data is None:
+            raise ConfigError("predict: expected --data (the images to assign), found none")
+        images = load_images(data, image_size=config.image_size)
+    set_threads(config.threads)
+    engine = Engine(resolve_device(device or config.device))
+    head_model = refined_model(run, engine)
+    if head_model is not None:
+        method = "refined head"
+        model: torch.nn.Module = head_model
+        assign: Callable[[torch.Tensor], np.ndarray] = lambda probabilities: probabilities.argmax(1).numpy()  # noqa: E731
+        outputs = ("probabilities",)
+    else:
+        method = "nearest centre"
+        model, _ = load_model(run.last_checkpoint, engine.device)
+        train_latents = run.load_array("train_latents") if run.array("train_latents").is_file() else None
+        if train_latents is None:
+            raise RunDirError(f"{run.path}: expected arrays/train_latents.npy to place new images by, found none")
+        assign = CentreAssigner(train_latents, run.load_array("train_clusters"), config)
+        outputs = ("latents",)
+    log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
+    clusters = []
+    for start in range(0, len(images.train_images), INFERENCE_CHUNK):
+        chunk = images.train_images[start : start + INFERENCE_CHUNK]
+        inference = infer(model, chunk, outputs, head=getattr(model, "head", None), engine=engine)
+        clusters.append(assign(getattr(inference, outputs[0])))
+    predicted = np.concatenate(clusters).astype(np.int64) if clusters else np.zeros(0, dtype=np.int64)
+    prediction = Prediction(predicted, images.ids(), method)
+    metrics: dict = {
+        "predicted_from": str(run.path), "method": method, "images": len(predicted),
+        "cluster_sizes": np.bincount(predicted, minlength=_k_of(run)).tolist(),
+    }  # fmt: skip
+    if images.train_labels is not None:
+        metrics["train_accuracy"] = accuracy_of(images.train_labels, predicted)
+        metrics["train_scores"] = clustering_scores(images.train_labels, predicted)
+    metrics["timings"] = {"total_seconds": time.perf_counter() - started}
+    prediction.metrics = metrics
+    if write:
+        default_out = run.path.with_name(f"{run.path.name}-predict")
+        target = RunDir.create_new(out if out is not None else default_out, "predict")
+        target.write_prediction(prediction.ids, predicted)
+        target.write_metrics(metrics)
+        prediction.run_dir = target.path
+    return prediction
+
+
+def _k_of(run: RunDir) -> int:
+    return int(run.load_array("train_clusters").max()) + 1

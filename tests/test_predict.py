@@ -1,0 +1,72 @@
+"""`aeclust predict`: new images assigned to a finished run's clusters."""
+
+import csv
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from aeclust.cli import main
+from aeclust.pipeline import run
+from aeclust.predict import predict
+from aeclust.presets import preset
+
+
+def labels_in(path) -> list[int]:
+    with open(path, newline="") as handle:
+        return [int(row["label"]) for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def refined_run(small_set, tmp_path_factory):
+    config = tiny_config(epochs=1)
+    config.cluster = preset("contrastive").cluster
+    config.refine.epochs, config.refine.neighbours = 1, 5
+    return run(config, tmp_path_factory.mktemp("predict") / "refined", images=small_set)
+
+
+@pytest.fixture(scope="module")
+def plain_run(small_set, tmp_path_factory):
+    config = tiny_config(epochs=1)
+    config.cluster = preset("contrastive").cluster  # pooled unit latents, k-means, no refinement
+    return run(config, tmp_path_factory.mktemp("predict") / "plain", images=small_set)
+
+
+def test_a_refined_run_predicts_its_own_images_as_it_labelled_them(refined_run, small_hw9_dir, tmp_path):
+    prediction = predict(refined_run.run_dir, small_hw9_dir, tmp_path / "p")
+    assert prediction.method == "refined head"
+    np.testing.assert_array_equal(prediction.clusters, refined_run.train_clusters)
+    assert labels_in(tmp_path / "p" / "prediction.csv") == labels_in(refined_run.run_dir / "prediction.csv")
+    assert prediction.metrics["train_accuracy"] == pytest.approx(refined_run.metrics["train_accuracy"])
+
+
+def test_without_refinement_images_go_to_the_nearest_centre_of_the_runs_clusters(plain_run, small_set):
+    prediction = predict(plain_run.run_dir, images=small_set, write=False)
+    assert prediction.method == "nearest centre"
+    # k-means' own labels are its nearest centres, up to its last iteration's moves
+    assert np.mean(prediction.clusters == plain_run.train_clusters) >= 0.98
+
+
+def test_a_study_run_assigns_new_images_to_its_clusters(small_set, embedded, tmp_path):
+    config = tiny_config(epochs=1)  # PCA, then t-SNE: new images are placed by the latents' cluster centres
+    finished = run(config, tmp_path / "study", images=small_set)
+    new = embedded.val_images[200:260]
+    from aeclust.data import ImageSet
+
+    prediction = predict(finished.run_dir, images=ImageSet(name="new", train_images=new), write=False)
+    assert len(prediction.clusters) == 60 and set(prediction.clusters) <= set(range(config.cluster.k))
+
+
+def test_the_cli_writes_a_new_directory_each_time(refined_run, small_hw9_dir, tmp_path, capsys):
+    out = tmp_path / "mine"
+    for _ in range(2):
+        assert main(["predict", str(refined_run.run_dir), "--data", str(small_hw9_dir), "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "mine-2"]
+    assert len(labels_in(out / "prediction.csv")) == 240
+    assert "refined head" in capsys.readouterr().out
+
+
+def test_a_directory_that_is_not_a_finished_run_is_one_line(tmp_path, small_hw9_dir, capsys):
+    (tmp_path / "half").mkdir()
+    assert main(["predict", str(tmp_path / "half"), "--data", str(small_hw9_dir)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"aeclust: error: {tmp_path / 'half'}: expected a finished")
