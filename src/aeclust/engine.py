@@ -112,6 +112,11 @@ class Engine:
             return torch.amp.GradScaler("cuda")
         return None
 
+    @property
+    def fused_optimizer(self) -> bool:
+        """Adam's fused kernel (several times faster per step on a CPU) exists for CPUs and CUDA, not everywhere."""
+        return self.device.type in ("cpu", "cuda")
+
     # -- data -----------------------------------------------------------------------------------------
     def images_to_device(self, images: np.ndarray) -> torch.Tensor:
         """N×H×W×3 uint8 → N×3×H×W float32 in [-1, 1] on the device, channels-last.

@@ -53,8 +53,10 @@ class CentreAssigner:
         self.mean, self.std = raw.mean(axis=0), raw.std(axis=0) + 1e-6  # the train images' own, as the run used
         features = self.features_of_raw(raw)
         k = int(train_clusters.max()) + 1
+        # A cluster left empty by its clusterer gets a centre at infinity: no image is ever nearest to it.
+        nowhere = np.full(features.shape[1], np.inf)
         self.centres = np.stack(
-            [features[train_clusters == c].mean(axis=0) if (train_clusters == c).any() else np.full(features.shape[1], np.inf) for c in range(k)]
+            [features[train_clusters == c].mean(axis=0) if (train_clusters == c).any() else nowhere for c in range(k)]
         ).astype(np.float32)
 
     def features_of_raw(self, raw: np.ndarray) -> np.ndarray:

@@ -158,7 +158,7 @@ class NeighbourRefiner:
                 {"params": self.model.parameters(), "lr": self.settings.lr},
                 {"params": self.head.parameters(), "lr": self.settings.head_lr},
             ],
-            fused=True,
+            fused=self.engine.fused_optimizer,
         )
         self.scaler = self.engine.grad_scaler()
         # As in training: one generator for everything in one process; under torchrun it draws what every process
@@ -230,7 +230,8 @@ class NeighbourRefiner:
         """One pass over the images as anchors; the mean loss and how many anchors each cluster took, as it went."""
         self.cluster_model.train()
         sizes = torch.zeros(self.head.out_features, dtype=torch.long)
-        order = torch.randperm(len(self.images.train_images), generator=self.generator)[: self.settings.anchors_per_epoch]
+        images = len(self.images.train_images)
+        order = torch.randperm(images, generator=self.generator)[: self.settings.anchors_per_epoch]
 
         def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
             for anchors in shard_batches(order, self.settings.batch_size, _ONE_PROCESS):

@@ -181,7 +181,10 @@ class Trainer:
         parameters = [p for module in (self.model, *self.heads.values()) for p in module.parameters()]
         # The fused kernel updates all parameters in one pass: several times faster per step on a CPU.
         self.optimizer = torch.optim.Adam(
-            parameters, lr=config.train.lr, weight_decay=config.train.weight_decay, fused=True
+            parameters,
+            lr=config.train.lr,
+            weight_decay=config.train.weight_decay,
+            fused=self.engine.fused_optimizer,
         )
         self.scheduler = make_scheduler(self.optimizer, config.train, len(images.train_images))
         self.scaler = self.engine.grad_scaler()
