@@ -13,13 +13,14 @@ import datetime
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from aeclust.errors import AeclustError
+from aeclust.errors import AeclustError, CheckpointError
 
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 # The clustering stage (t-SNE, k-means on 50,000 images) runs on rank 0 while the others wait at a collective;
@@ -143,12 +144,7 @@ class Engine:
         process; no gradient flows back."""
         if not self.distributed:
             return tensor
-        sizes = self.sizes(len(tensor))
-        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-        padded[: len(tensor)] = tensor
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        dist.all_gather(parts, padded)
-        return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+        return _all_gather_padded(tensor.contiguous(), self.sizes(len(tensor)))
 
     def gather_with_grad(self, tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
         """Every process's ``tensor`` (their first dimensions may differ), concatenated in rank order, with gradients
@@ -215,6 +211,34 @@ class Engine:
     def collective_device(self) -> torch.device:
         return self.device if self.is_cuda else torch.device("cpu")
 
+    # -- random views and checkpoints ------------------------------------------------------------------
+    def view_generator(self, shared: torch.Generator, seed: int) -> torch.Generator:
+        """The generator this process draws its augmented views from: in one process ``shared`` itself (one
+        generator for everything, as the run always had); under torchrun one of its own, seeded by the run's seed
+        and its rank, while ``shared`` draws only what every process must agree on (the order, the partners)."""
+        if not self.distributed:
+            return shared
+        return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0]))
+
+    def process_state(self, view_generator: torch.Generator) -> dict:
+        """What a checkpoint needs to restore every process: their count and each one's view generator."""
+        state: dict = {"processes": self.world_size}
+        if self.distributed:
+            state["view_generators"] = self.gather_objects(view_generator.get_state())
+        return state
+
+    def restore_processes(self, path: Path, state: dict, view_generator: torch.Generator) -> None:
+        """Restore this process's view generator from a checkpoint written by as many processes; else one line."""
+        processes = state.get("processes", 1)
+        if processes != self.world_size:
+            raise CheckpointError(
+                f"{path}: written by {processes} process(es), found {self.world_size} resuming it; resume with "
+                + ("`aeclust run --resume`" if processes == 1 else f"`torchrun --nproc_per_node={processes}`")
+                + " so every process continues exactly"
+            )
+        if self.distributed:
+            view_generator.set_state(state["view_generators"][self.rank])
+
     # -- models ---------------------------------------------------------------------------------------
     def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
         """``module`` on the device, channels-last, its batch norm synchronised across GPUs, wrapped for
@@ -230,6 +254,15 @@ class Engine:
         return torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
 
 
+def _all_gather_padded(tensor: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """all_gather of tensors whose first dimensions (``sizes``, in rank order) differ: each is padded to the longest."""
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: len(tensor)] = tensor
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather (rows padded to the longest share) whose backward sends each process the summed gradient of its
     own rows, as lightly's and solo-learn's gather layers do."""
@@ -237,11 +270,7 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, tensor: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:
         ctx.sizes, ctx.rank = sizes, rank
-        padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-        padded[: len(tensor)] = tensor
-        parts = [torch.empty_like(padded) for _ in sizes]
-        dist.all_gather(parts, padded)
-        return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+        return _all_gather_padded(tensor, sizes)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:

@@ -24,19 +24,24 @@ class EpochTotals:
     sums: dict[str, float] = field(default_factory=dict)
 
 
-def shard_batches(order: torch.Tensor, batch_size: int, engine: Engine) -> Iterator[torch.Tensor]:
-    """The epoch's batches of indices (``batch_size`` of ``order`` at a time), each split across the processes so
-    that together they take the batch one process would: every process a disjoint share of every batch.
+def share_of_batch(batch: torch.Tensor, engine: Engine) -> torch.Tensor | None:
+    """This process's share of one batch, so that together the processes take the batch one process would; None
+    when the batch is too small to give every process an item (a process with none would leave the others waiting)."""
+    if not engine.distributed:
+        return batch
+    if len(batch) < engine.world_size:
+        return None
+    return torch.tensor_split(batch, engine.world_size)[engine.rank]
 
-    A last batch too small to give every process an image is left out under torchrun (at most a few images an
-    epoch, drawn afresh the next), since a process with none would leave the others waiting.
-    """
+
+def shard_batches(order: torch.Tensor, batch_size: int, engine: Engine) -> Iterator[torch.Tensor]:
+    """The epoch's batches of indices (``batch_size`` of ``order`` at a time), each split across the processes by
+    :func:`share_of_batch`; a last batch too small to split is left out under torchrun (at most a few images an
+    epoch, drawn afresh the next)."""
     for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        if not engine.distributed:
-            yield batch
-        elif len(batch) >= engine.world_size:
-            yield torch.tensor_split(batch, engine.world_size)[engine.rank]
+        share = share_of_batch(order[start : start + batch_size], engine)
+        if share is not None:
+            yield share
 
 
 def run_epoch(

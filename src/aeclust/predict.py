@@ -72,12 +72,11 @@ class CentreAssigner:
         return distances.argmin(axis=1)
 
 
-def refined_model(run: RunDir, engine: Engine) -> ClusterModel | None:
+def refined_model(run: RunDir, config: RunConfig, engine: Engine) -> ClusterModel | None:
     """The run's refined encoder and cluster head, when its refinement finished; else None."""
     if not run.refine_checkpoint.is_file():
         return None
     state = load_checked(run.refine_checkpoint, REFINE_KIND, "an aeclust refinement checkpoint")
-    config = run.read_config()
     if state["epoch"] < config.refine.total_epochs:
         return None  # stopped mid-refinement: its clusters are the clustering stage's, not this head's
     model, _ = load_model(run.last_checkpoint)
@@ -112,7 +111,8 @@ def predict(
         images = load_images(data, image_size=config.image_size)
     set_threads(config.threads)
     engine = Engine(resolve_device(device or config.device))
-    head_model = refined_model(run, engine)
+    train_clusters = run.load_array("train_clusters")
+    head_model = refined_model(run, config, engine)
     if head_model is not None:
         method = "refined head"
         model: torch.nn.Module = head_model
@@ -124,7 +124,7 @@ def predict(
         train_latents = run.load_array("train_latents") if run.array("train_latents").is_file() else None
         if train_latents is None:
             raise RunDirError(f"{run.path}: expected arrays/train_latents.npy to place new images by, found none")
-        assign = CentreAssigner(train_latents, run.load_array("train_clusters"), config)
+        assign = CentreAssigner(train_latents, train_clusters, config)
         outputs = ("latents",)
     log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
     clusters = []
@@ -136,7 +136,7 @@ def predict(
     prediction = Prediction(predicted, images.ids(), method)
     metrics: dict = {
         "predicted_from": str(run.path), "method": method, "images": len(predicted),
-        "cluster_sizes": np.bincount(predicted, minlength=_k_of(run)).tolist(),
+        "cluster_sizes": np.bincount(predicted, minlength=int(train_clusters.max()) + 1).tolist(),
     }  # fmt: skip
     if images.train_labels is not None:
         metrics["train_accuracy"] = accuracy_of(images.train_labels, predicted)
@@ -151,6 +151,3 @@ def predict(
         prediction.run_dir = target.path
     return prediction
 
-
-def _k_of(run: RunDir) -> int:
-    return int(run.load_array("train_clusters").max()) + 1

@@ -26,14 +26,13 @@ from aeclust.augment import contrastive_view
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet
 from aeclust.engine import Engine, start_engine
-from aeclust.errors import CheckpointError, unknown_name
+from aeclust.errors import unknown_name
 from aeclust.infer import infer, pooled_unit_latents
 from aeclust.io import torch_save_atomic
-from aeclust.loop import run_epoch, shard_batches
+from aeclust.loop import run_epoch, shard_batches, share_of_batch
 from aeclust.objectives import NeighbourConsistencyObjective, SelfLabellingObjective
 from aeclust.objectives.views import channels_last
 from aeclust.rundir import FORMAT_VERSION, RunDir, load_checked
-from aeclust.train import augmentation_seed
 
 REFINE_KIND = "aeclust-refine-checkpoint"
 NEIGHBOUR_BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50,000 floats is 400 MB
@@ -164,9 +163,7 @@ class NeighbourRefiner:
         # As in training: one generator for everything in one process; under torchrun it draws what every process
         # must agree on (anchors, partners) and each process draws its views from its own.
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.view_generator = self.generator
-        if self.engine.distributed:
-            self.view_generator = torch.Generator().manual_seed(augmentation_seed(config.seed, self.engine.rank))
+        self.view_generator = self.engine.view_generator(self.generator, config.seed)
         self.view_config = config.model  # views are augmented as the model's own contrastive views were
         self.epoch = 0
 
@@ -180,10 +177,7 @@ class NeighbourRefiner:
             "head": self.head.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
-            "processes": self.engine.world_size,
-        }
-        if self.engine.distributed:
-            state["view_generators"] = self.engine.gather_objects(self.view_generator.get_state())
+        } | self.engine.process_state(self.view_generator)
         return state
 
     def resume(self) -> bool:
@@ -196,18 +190,11 @@ class NeighbourRefiner:
         state = load_checked(self.checkpoint_path, REFINE_KIND, "an aeclust refinement checkpoint")
         if state.get("trained_epochs") != self.trained_epochs:
             return False
-        processes = state.get("processes", 1)
-        if processes != self.engine.world_size:
-            raise CheckpointError(
-                f"{self.checkpoint_path}: written by {processes} process(es), found {self.engine.world_size} "
-                "resuming it; resume with as many processes as it was written by"
-            )
+        self.engine.restore_processes(self.checkpoint_path, state, self.view_generator)
         self.model.load_state_dict(state["model"])
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        if self.engine.distributed:
-            self.view_generator.set_state(state["view_generators"][self.engine.rank])
         self.epoch = state["epoch"]
         if self.settings.remine_neighbours and 0 < self.epoch < self.settings.epochs:
             self.mine_neighbours()  # as the interrupted run did after this epoch: they come from the model alone
@@ -234,12 +221,13 @@ class NeighbourRefiner:
         order = torch.randperm(images, generator=self.generator)[: self.settings.anchors_per_epoch]
 
         def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-            for anchors in shard_batches(order, self.settings.batch_size, _ONE_PROCESS):
+            for start in range(0, len(order), self.settings.batch_size):
+                anchors = order[start : start + self.settings.batch_size]
                 # Drawn for the whole batch by every process alike, then split: the same pairs as in one process.
                 picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
-                partners = self.neighbours[anchors, picked]
-                if not self.engine.distributed or len(anchors) >= self.engine.world_size:
-                    yield anchors[_split(len(anchors), self.engine)], partners[_split(len(anchors), self.engine)]
+                pairs = share_of_batch(torch.stack([anchors, self.neighbours[anchors, picked]], dim=1), self.engine)
+                if pairs is not None:
+                    yield pairs[:, 0], pairs[:, 1]
 
         def step(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
             anchors, partners = pair
@@ -325,17 +313,6 @@ class NeighbourRefiner:
             refinement.val_clusters = head(val_features.to(self.engine.device)).argmax(1).cpu().numpy()
             refinement.val_features = val_features.numpy()
         return refinement
-
-
-_ONE_PROCESS = Engine(torch.device("cpu"))
-
-
-def _split(count: int, engine: Engine) -> slice:
-    """This process's share of a batch of ``count``, as :func:`aeclust.loop.shard_batches` splits one."""
-    if not engine.distributed:
-        return slice(None)
-    bounds = np.cumsum([0] + [len(part) for part in torch.tensor_split(torch.arange(count), engine.world_size)])
-    return slice(int(bounds[engine.rank]), int(bounds[engine.rank + 1]))
 
 
 def refine_clusters(

@@ -151,12 +151,6 @@ class SelfSupervisedModel(nn.Module):
 CHECKPOINT_HEADS = {"rotation": "rotation", "contrastive": "projection"}
 
 
-def augmentation_seed(seed: int, rank: int) -> int:
-    """Under torchrun each process draws its own views from a generator of its own, seeded by the run's seed and
-    its rank: a fixed number for a given seed and process count, and different for every process."""
-    return int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
-
-
 class Trainer:
     """Trains one autoencoder on ``images.train_images`` and records a checkpoint per epoch in ``run_dir``.
 
@@ -191,9 +185,7 @@ class Trainer:
         # One generator drives shuffling, flips, crops and rotations, so its saved state makes a resume exact.
         # Under torchrun it only orders the epochs (alike in every process); each process draws its views from its own.
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.view_generator = self.generator
-        if self.engine.distributed:
-            self.view_generator = torch.Generator().manual_seed(augmentation_seed(config.seed, self.engine.rank))
+        self.view_generator = self.engine.view_generator(self.generator, config.seed)
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.latest_evaluation: Evaluation | None = None
@@ -216,12 +208,9 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "generator": self.generator.get_state(),
                 "history": [asdict(record) for record in self.history],
-                "processes": self.engine.world_size,
-            }
+            } | self.engine.process_state(self.view_generator)
             if self.scaler is not None:
                 state["scaler"] = self.scaler.state_dict()
-            if self.engine.distributed:
-                state["view_generators"] = self.engine.gather_objects(self.view_generator.get_state())
         return state
 
     def save_checkpoint(self) -> None:
@@ -245,13 +234,7 @@ class Trainer:
                 f"{path}: this run's one-cycle learning rate was planned over {planned} epochs, found "
                 f"{self.config.train.epochs} asked for; a one-cycle run cannot be extended, start a new run instead"
             )
-        processes = state.get("processes", 1)
-        if processes != self.engine.world_size:
-            raise CheckpointError(
-                f"{path}: written by {processes} process(es), found {self.engine.world_size} resuming it; resume with "
-                + ("`aeclust run --resume`" if processes == 1 else f"`torchrun --nproc_per_node={processes}`")
-                + " so every process continues exactly"
-            )
+        self.engine.restore_processes(path, state, self.view_generator)
         self.model.load_state_dict(state["model"])
         for name, head in self.heads.items():
             head.load_state_dict(state["heads"][name])
@@ -260,8 +243,6 @@ class Trainer:
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
-        if self.engine.distributed:
-            self.view_generator.set_state(state["view_generators"][self.engine.rank])
         self.epoch = state["epoch"]
         self.history = [EpochRecord(**row) for row in state["history"]]
         log(f"resuming from {path} after epoch {self.epoch}")
