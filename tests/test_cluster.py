@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from aeclust.cluster import CLUSTERERS, cluster
+from aeclust.cluster import CLUSTERERS, MERGE_MARGIN, choose_clusterer, cluster
 from aeclust.metrics import clustering_scores
+from aeclust.refine import resolve_balance
 
 
 def uneven_groups(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -38,3 +39,38 @@ def test_kmeans_merge_falls_back_to_kmeans_when_there_are_too_few_points_to_over
     points, _ = uneven_groups()
     few = points[::170]  # 6 points: at most 3 pieces, no more than k = 3
     assert np.array_equal(cluster(few, 3, "kmeans-merge", seed=0), cluster(few, 3, "kmeans", seed=0))
+
+
+def even_groups(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three round blobs of 300 points each, far apart."""
+    rng = np.random.default_rng(seed)
+    points = np.r_[rng.normal([0, 0], 1.0, (300, 2)), rng.normal([12, 0], 1.0, (300, 2)), rng.normal([0, 12], 1.0, (300, 2))]
+    return points, np.repeat([0, 1, 2], 300)
+
+
+def test_auto_takes_kmeans_merge_where_it_keeps_more_neighbours_together_and_says_why():
+    points, labels = uneven_groups()
+    choice = choose_clusterer(points, 3, seed=0)
+    assert choice.chosen == "kmeans-merge"
+    assert choice.agreement["kmeans-merge"] - choice.agreement["kmeans"] > MERGE_MARGIN
+    assert clustering_scores(labels, choice.clusters)["accuracy"] == 1.0
+    recorded = choice.to_dict()
+    assert recorded["chosen"] == "kmeans-merge" and "kmeans-merge" in recorded["reason"]
+    assert np.array_equal(cluster(points, 3, "auto", seed=0), choice.clusters)
+
+
+def test_auto_keeps_kmeans_and_its_exact_clusters_on_even_groups():
+    points, labels = even_groups()
+    choice = choose_clusterer(points, 3, seed=0)
+    assert choice.chosen == "kmeans"
+    assert np.array_equal(choice.clusters, cluster(points, 3, "kmeans", seed=0))  # the default is unchanged here
+    assert clustering_scores(labels, choice.clusters)["accuracy"] == 1.0
+    few = points[::150]  # 6 points: kmeans-merge cannot over-cluster, so there is nothing to choose
+    assert choose_clusterer(few, 3, seed=0).chosen == "kmeans"
+
+
+def test_auto_balance_keeps_the_sizes_only_of_clusters_kmeans_merge_found():
+    assert resolve_balance("auto", "kmeans-merge") == "prior"
+    assert resolve_balance("auto", "kmeans") == "uniform"
+    assert resolve_balance("uniform", "kmeans-merge") == "uniform"  # a balance the user set stands
+    assert resolve_balance("prior", "kmeans") == "prior"

@@ -86,6 +86,18 @@ def test_recluster_takes_other_cluster_and_refine_settings(finished, small_set, 
     assert RunConfig.load(finished / "config.json").cluster.clusterer == "kmeans"
 
 
+def test_the_auto_clusterer_records_its_choice_and_refines_with_the_balance_it_implies(finished, small_set, tmp_path):
+    result = recluster(
+        finished, 2, tmp_path / "auto", images=small_set, settings=["cluster.clusterer=auto", "refine.balance=auto"]
+    )
+    choice = result.metrics["clusterer_choice"]
+    assert choice["chosen"] in ("kmeans", "kmeans-merge") and set(choice["neighbour_agreement"]) == {"kmeans", "kmeans-merge"}
+    assert result.metrics["refine_balance"] == ("prior" if choice["chosen"] == "kmeans-merge" else "uniform")
+    saved = RunConfig.load(result.run_dir / "config.json")
+    assert (saved.cluster.clusterer, saved.refine.balance) == ("auto", "auto")  # what was asked, not what was chosen
+    assert f"{choice['chosen']} (auto)" in load_runs([result.run_dir])[0].clusterer
+
+
 def test_recluster_encodes_again_when_the_latents_are_gone(finished, small_set, tmp_path):
     source = tmp_path / "source"
     shutil.copytree(finished, source)
@@ -121,7 +133,7 @@ def test_recluster_from_the_command_line_then_report(finished, tmp_path, capsys)
         ("finished", ["--k", "3", "--set", "train.epochs=5"], "train.epochs=5: recluster changes only cluster.* and "
          "refine.* settings; the model is not trained again (start a new run to change the others)"),  # fmt: skip
         ("finished", ["--k", "3", "--set", "cluster.clusterer=kmeans-mrege"], "unknown clusterer 'kmeans-mrege'; "
-         "expected one of: agglomerative, gmm, kmeans, kmeans-merge"),  # fmt: skip
+         "expected one of: agglomerative, auto, gmm, kmeans, kmeans-merge"),  # fmt: skip
     ],
 )
 def test_recluster_refuses_bad_input_in_one_line(finished, small_hw9_dir, tmp_path, capsys, make, args, message):

@@ -35,7 +35,14 @@ PIECES_PER_CLUSTER = 10  # how finely the merge clusterer first cuts the points:
 MERGE_NEIGHBOURS = 10  # of each point, in the graph whose edges say which pieces belong together
 
 
-def _kmeans_merge(points: np.ndarray, k: int, seed: int) -> np.ndarray:
+def neighbour_indices(points: np.ndarray, neighbours: int = MERGE_NEIGHBOURS) -> np.ndarray:
+    """Each point's ``neighbours`` nearest others (cosine distance for unit-length rows, else euclidean)."""
+    neighbours = min(neighbours, len(points) - 1)
+    metric = "cosine" if np.allclose(np.linalg.norm(points, axis=1), 1.0, atol=1e-3) else "euclidean"
+    return NearestNeighbors(n_neighbors=neighbours + 1, metric=metric).fit(points).kneighbors(points)[1][:, 1:]
+
+
+def _kmeans_merge(points: np.ndarray, k: int, seed: int, indices: np.ndarray | None = None) -> np.ndarray:
     """Over-cluster with k-means, then join the pieces that are each other's neighbours, down to k clusters.
 
     k-means draws boundaries that give clusters of about equal spread, so a class that covers much of the space (as
@@ -44,14 +51,14 @@ def _kmeans_merge(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     neighbours that fall in each other (edge count over the geometric mean of their sizes), and average linkage
     merges the closest pieces until k are left. A large class stays whole when its pieces are neighbours of each
     other, whatever its size, so uneven groups come out uneven. scikit-learn has each step, not the chain.
+    ``indices`` are the points' nearest neighbours when the caller has them already.
     """
     pieces_wanted = min(PIECES_PER_CLUSTER * k, len(points) // 2)
     if pieces_wanted <= k:  # too few points to over-cluster
         return _kmeans(points, k, seed)
     pieces = KMeans(n_clusters=pieces_wanted, n_init=3, random_state=seed).fit_predict(points)
-    neighbours = min(MERGE_NEIGHBOURS, len(points) - 1)
-    metric = "cosine" if np.allclose(np.linalg.norm(points, axis=1), 1.0, atol=1e-3) else "euclidean"
-    indices = NearestNeighbors(n_neighbors=neighbours + 1, metric=metric).fit(points).kneighbors(points)[1][:, 1:]
+    indices = neighbour_indices(points) if indices is None else indices
+    neighbours = indices.shape[1]
     edges = coo_matrix(
         (np.ones(indices.size), (np.repeat(pieces, neighbours), pieces[indices.reshape(-1)])),
         shape=(pieces_wanted, pieces_wanted),
@@ -65,20 +72,75 @@ def _kmeans_merge(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     return merged[pieces]
 
 
+def neighbour_agreement(indices: np.ndarray, clusters: np.ndarray) -> float:
+    """The share of (point, nearest neighbour) pairs that fall in the same cluster."""
+    return float((clusters[indices] == clusters[:, None]).mean())
+
+
+# How much more often a point's neighbours must share its cluster under kmeans-merge than under k-means before the
+# "auto" clusterer takes kmeans-merge. Chosen on train labels of 12 runs (docs/results.md, section 17): where the
+# merge clusters were better, their agreement was higher by 0.005 to 0.020; where they were not, it was lower or level.
+MERGE_MARGIN = 0.003
+
+
+@dataclass
+class ClustererChoice:
+    """What the "auto" clusterer tried and why it chose; :meth:`to_dict` is ``metrics.json``'s ``clusterer_choice``."""
+
+    chosen: str
+    clusters: np.ndarray
+    agreement: dict[str, float]  # per clusterer tried: the share of nearest-neighbour pairs inside one cluster
+    margin: float = MERGE_MARGIN
+
+    @property
+    def reason(self) -> str:
+        merge, kmeans = self.agreement["kmeans-merge"], self.agreement["kmeans"]
+        verdict = "more" if self.chosen == "kmeans-merge" else "not enough more"
+        return (
+            f"{100 * merge:.1f} % of nearest-neighbour pairs share a cluster under kmeans-merge, {100 * kmeans:.1f} % "
+            f"under k-means: {verdict} than the margin of {100 * self.margin:.1f} points"
+        )
+
+    def to_dict(self) -> dict:
+        return {"chosen": self.chosen, "neighbour_agreement": self.agreement, "margin": self.margin, "reason": self.reason}
+
+
+def choose_clusterer(points: np.ndarray, k: int, seed: int) -> ClustererChoice:
+    """k-means, or kmeans-merge where its clusters hold clearly more of the points' nearest neighbours together.
+
+    k-means cuts a large group in parts and joins small ones, which costs it neighbour pairs across the cut; on even
+    groups its clusters keep as many pairs as the merge's or more, and it is the more accurate of the two.
+    """
+    kmeans = _kmeans(points, k, seed)
+    if min(PIECES_PER_CLUSTER * k, len(points) // 2) <= k:  # too few points for kmeans-merge to differ
+        return ClustererChoice("kmeans", kmeans, {"kmeans": 1.0, "kmeans-merge": 1.0})
+    indices = neighbour_indices(points)
+    merged = _kmeans_merge(points, k, seed, indices)
+    agreement = {"kmeans": neighbour_agreement(indices, kmeans), "kmeans-merge": neighbour_agreement(indices, merged)}
+    if agreement["kmeans-merge"] - agreement["kmeans"] > MERGE_MARGIN:
+        return ClustererChoice("kmeans-merge", merged, agreement)
+    return ClustererChoice("kmeans", kmeans, agreement)
+
+
 CLUSTERERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "kmeans": _kmeans,
     "kmeans-merge": _kmeans_merge,
     "gmm": _gmm,
     "agglomerative": _agglomerative,
+    "auto": lambda points, k, seed: choose_clusterer(points, k, seed).clusters,
 }
+
+
+def check_k(k: int, count: int) -> None:
+    if not 2 <= k <= count:
+        raise ConfigError(f"k={k} must be between 2 and the number of images ({count})")
 
 
 def cluster(points: np.ndarray, k: int, method: str = "kmeans", seed: int = 0) -> np.ndarray:
     """Assign each row of ``points`` to one of ``k`` clusters, numbered 0..k-1."""
     if method not in CLUSTERERS:
         raise unknown_name("clusterer", method, list(CLUSTERERS))
-    if not 2 <= k <= len(points):
-        raise ConfigError(f"k={k} must be between 2 and the number of images ({len(points)})")
+    check_k(k, len(points))
     return CLUSTERERS[method](points, k, seed).astype(np.int64)
 
 
@@ -91,6 +153,12 @@ class Clustering:
     clusters: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: reduce, embed, choose_k, cluster
     k_selection: KSelection | None = None  # how k was chosen, when the configuration left it to the data
+    clusterer_choice: ClustererChoice | None = None  # which clusterer the "auto" clusterer took, and why
+
+    @property
+    def clusterer(self) -> str | None:
+        """The clusterer whose clusters these are, when the "auto" clusterer chose one."""
+        return None if self.clusterer_choice is None else self.clusterer_choice.chosen
 
 
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
@@ -108,9 +176,16 @@ def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -
     if config.k == AUTO_K:
         selection = choose_k(embedding, config.k_min, config.k_max, config.k_criterion, seed)
     chosen_at = time.perf_counter()
-    clusters = cluster(embedding, config.k if selection is None else selection.chosen, config.clusterer, seed)
+    k = config.k if selection is None else selection.chosen
+    choice = None
+    if config.clusterer == "auto":
+        check_k(k, len(embedding))
+        choice = choose_clusterer(embedding, k, seed)
+        clusters = choice.clusters
+    else:
+        clusters = cluster(embedding, k, config.clusterer, seed)
     seconds = {"reduce": reduced_at - started, "embed": embedded_at - reduced_at}
     if selection is not None:
         seconds["choose_k"] = chosen_at - embedded_at
     seconds["cluster"] = time.perf_counter() - chosen_at
-    return Clustering(reduced, embedding, clusters, seconds, selection)
+    return Clustering(reduced, embedding, clusters, seconds, selection, choice)

@@ -74,7 +74,9 @@ class ClusterConfig:
     kpca_gamma: float | None = None  # None: 1 / n_features, as scikit-learn does
     embedder: str = "tsne"  # none | tsne | sklearn-tsne | umap
     perplexity: float = 30.0
-    clusterer: str = "kmeans"  # kmeans | kmeans-merge (over-cluster, then join neighbouring pieces) | gmm | agglomerative
+    # kmeans | kmeans-merge (over-cluster, then join neighbouring pieces) | gmm | agglomerative | auto (k-means, or
+    # kmeans-merge where its clusters keep clearly more nearest-neighbour pairs together: uneven groups)
+    clusterer: str = "kmeans"
 
 
 @dataclass
@@ -85,7 +87,8 @@ class RefineConfig:
     neighbours: int = 20  # each image is pulled towards the cluster of one of its nearest neighbours in latent space
     entropy_weight: float = 5.0  # weight of the balance term, which keeps every cluster in use
     # What the balance term pulls the cluster sizes towards: "uniform" (SCAN's entropy term: 1/k each), or "prior"
-    # (the clustering stage's own cluster sizes, so uneven groups can stay uneven).
+    # (the clustering stage's own cluster sizes, so uneven groups can stay uneven), or "auto" ("prior" where the "auto"
+    # clusterer found uneven groups and took kmeans-merge, else "uniform").
     balance: str = "uniform"
     lr: float = 1e-4  # for a copy of the encoder
     head_lr: float = 1e-3  # for the k-way head that starts at the clustering stage's centroids

@@ -21,9 +21,12 @@ from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
 from aeclust.reduce import EMBEDDERS, REDUCERS
-from aeclust.refine import BALANCES, NeighbourRefiner
+from aeclust.refine import BALANCES, NeighbourRefiner, resolve_balance
 from aeclust.rundir import RECLUSTER_COPIES, RECLUSTER_NEEDS, RunDir
 from aeclust.train import SCHEDULES, Evaluation, Trainer, check_views, encode_splits, load_model, log, set_threads
+
+
+BALANCE_WORDS = {"uniform": "towards equal shares", "prior": "at the clustering stage's shares"}
 
 
 @dataclass
@@ -221,12 +224,26 @@ def cluster_refine_and_write(
         metrics["k"] = selection.chosen
         metrics["k_selection"] = selection.to_dict()
         val_clustering = None  # val is cut into the train's k (the history's evaluation chose its own k on val)
-    chosen_k, initial_clusters = engine.broadcast(
-        (selection.chosen if selection is not None else config.cluster.k, train_clustering.clusters)
+    if train_clustering is not None and train_clustering.clusterer_choice is not None:
+        choice = train_clustering.clusterer_choice
+        log(f"clustered by {choice.chosen}: {choice.reason}")
+        metrics["clusterer_choice"] = choice.to_dict()
+        val_clustering = None  # val is cut by the train's choice (the history's evaluation chose on val)
+    chosen_k, initial_clusters, chosen_clusterer = engine.broadcast(
+        (
+            selection.chosen if selection is not None else config.cluster.k,
+            train_clustering.clusters,
+            train_clustering.clusterer or config.cluster.clusterer,
+        )
         if engine.is_main
         else None
     )
-    config = replace(config, cluster=replace(config.cluster, k=chosen_k))
+    balance = resolve_balance(config.refine.balance, chosen_clusterer)
+    config = replace(
+        config,
+        cluster=replace(config.cluster, k=chosen_k, clusterer=chosen_clusterer),
+        refine=replace(config.refine, balance=balance),
+    )
     if images.has_val and val_clustering is None and engine.is_main:
         val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
     if config.refine.total_epochs > 0:
@@ -234,9 +251,10 @@ def cluster_refine_and_write(
             metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
         if val_clustering is not None:
             metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, val_clustering.clusters)
+        metrics["refine_balance"] = balance
         log(
             f"refining the {config.cluster.k} clusters: {config.refine.epochs} epochs of neighbour consistency, "
-            f"{config.refine.self_label_epochs} of self-labelling"
+            f"{config.refine.self_label_epochs} of self-labelling, sizes held {BALANCE_WORDS[balance]}"
         )
         mark = time.perf_counter()
         refiner = NeighbourRefiner(model, images, config, initial_clusters, run_dir, evaluation.epoch, engine)

@@ -87,12 +87,20 @@ def target_shares(clusters: np.ndarray, k: int, balance: str) -> torch.Tensor | 
     if balance == "uniform":
         return None
     if balance != "prior":
-        raise unknown_name("refine balance", balance, list(BALANCES))
+        raise unknown_name("refine balance", balance, ["uniform", "prior"])
     counts = np.bincount(np.asarray(clusters), minlength=k).astype(np.float64) + 1.0
     return torch.from_numpy(counts / counts.sum()).float()
 
 
-BALANCES = ("uniform", "prior")
+BALANCES = ("uniform", "prior", "auto")
+
+
+def resolve_balance(balance: str, clusterer: str) -> str:
+    """"auto" keeps the sizes of clusters that kmeans-merge found (it is taken only where groups look uneven) and
+    pulls k-means' clusters to equal sizes as SCAN does; any other balance stands as it is."""
+    if balance != "auto":
+        return balance
+    return "prior" if clusterer == "kmeans-merge" else "uniform"
 
 
 @dataclass
@@ -147,7 +155,8 @@ class NeighbourRefiner:
         features = self.encode_pooled(images.train_images)
         self.neighbour_count = neighbour_count(self.settings.neighbours, len(features), k)
         self.neighbours = nearest_neighbours(features, self.neighbour_count, self.engine)
-        self.target_shares = target_shares(initial_clusters, k, self.settings.balance)
+        balance = resolve_balance(self.settings.balance, config.cluster.clusterer)
+        self.target_shares = target_shares(initial_clusters, k, balance)
         self.cluster_model.head = head_from_clusters(features, initial_clusters, k)
         self.training_module = self.engine.prepare(self.cluster_model)
         self.model, self.head = self.cluster_model.autoencoder, self.cluster_model.head

@@ -67,7 +67,7 @@ def _details(run: FinishedRun) -> str:
         f"seed {run.config.seed}",
         (
             f"{cluster.latent} latents → {cluster.reducer} ({cluster.components}) → {cluster.embedder} → "
-            f"{cluster.clusterer} (k = {cluster.k})"
+            f"{run.clusterer} (k = {run.k})"
         ),
     ]
     if "nmi" in scores:

@@ -135,7 +135,7 @@ def embedding_figure(run: FinishedRun, images: ImageSet, names: list[str] | None
         axes[-1], embedding, clusters, cluster_names, colour_of, palette_size, {c: str(c) for c in colour_of}
     )
     shown = len(cluster_names) if len(cluster_names) == run.k else f"{len(cluster_names)} of the {run.k}"
-    title = f"coloured by predicted cluster ({run.config.cluster.clusterer}, {shown} clusters)"
+    title = f"coloured by predicted cluster ({run.clusterer}, {shown} clusters)"
     if len(cluster_names) > LEGEND_LIMIT:
         title += "\neach cluster's number at its centre"
     axes[-1].set_title(title)

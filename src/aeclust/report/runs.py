@@ -47,6 +47,12 @@ class FinishedRun:
         return RunDir(self.run_dir).last_checkpoint
 
     @property
+    def clusterer(self) -> str:
+        """The clusterer that made the clusters: for the "auto" clusterer, the one it chose."""
+        chosen = self.metrics.get("clusterer_choice", {}).get("chosen")
+        return f"{chosen} (auto)" if chosen else self.config.cluster.clusterer
+
+    @property
     def k(self) -> int:
         """The number of clusters asked for, or found, whichever is more (a cluster may have come out empty)."""
         asked = self.k_selection.chosen if self.k_selection is not None else self.config.cluster.k
