@@ -44,7 +44,9 @@ def test_kmeans_merge_falls_back_to_kmeans_when_there_are_too_few_points_to_over
 def even_groups(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Three round blobs of 300 points each, far apart."""
     rng = np.random.default_rng(seed)
-    points = np.r_[rng.normal([0, 0], 1.0, (300, 2)), rng.normal([12, 0], 1.0, (300, 2)), rng.normal([0, 12], 1.0, (300, 2))]
+    points = np.r_[
+        rng.normal([0, 0], 1.0, (300, 2)), rng.normal([12, 0], 1.0, (300, 2)), rng.normal([0, 12], 1.0, (300, 2))
+    ]
     return points, np.repeat([0, 1, 2], 300)
 
 

@@ -102,7 +102,8 @@ class ClustererChoice:
         )
 
     def to_dict(self) -> dict:
-        return {"chosen": self.chosen, "neighbour_agreement": self.agreement, "margin": self.margin, "reason": self.reason}
+        agreement = self.agreement
+        return {"chosen": self.chosen, "neighbour_agreement": agreement, "margin": self.margin, "reason": self.reason}
 
 
 def choose_clusterer(points: np.ndarray, k: int, seed: int) -> ClustererChoice:

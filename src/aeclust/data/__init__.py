@@ -36,12 +36,15 @@ SOURCES = (
 )
 
 
-def load_images(source: str | os.PathLike | None = None, image_size: int = DEFAULT_IMAGE_SIZE) -> ImageSet:
+def load_images(
+    source: str | os.PathLike | None = None, image_size: int = DEFAULT_IMAGE_SIZE, store: bool = True
+) -> ImageSet:
     """Load images from ``source`` as image_size×image_size RGB squares.
 
     ``source`` is the embedded set's name (the default), a HW9-layout directory, a folder of images
     (searched recursively; sub-folder names become labels for scoring), a .zip/.tar/.tar.gz archive of
-    such a folder, or one .npy/.npz array.
+    such a folder, or one .npy/.npz array. Folders and archives are decoded once into a store on disk that later
+    loads memory-map (``store=False`` decodes into memory and writes nothing).
     """
     image_size = check_image_size(image_size)
     if source is None or str(source) == EMBEDDED_NAME:
@@ -52,9 +55,9 @@ def load_images(source: str | os.PathLike | None = None, image_size: int = DEFAU
     if is_hw9_dir(path):
         return _resized(load_hw9(path), image_size)
     if path.is_dir():
-        return load_image_folder(path, image_size)
+        return load_image_folder(path, image_size, store)
     if is_archive_name(path):
-        return load_archive(path, image_size)
+        return load_archive(path, image_size, store)
     if path.suffix.lower() in ARRAY_SUFFIXES:
         return load_array(path, image_size)
     raise InputError(f"{path}: expected {SOURCES}, found a {path.suffix or 'extension-less'} file")

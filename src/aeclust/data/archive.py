@@ -13,7 +13,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from aeclust.data.folder import FileEntry, images_from_files, warn
+from aeclust.data.folder import FileEntry, Rows, decode_through_store, images_from_files, warn
+from aeclust.data.store import file_key
 from aeclust.data.images import ImageSet
 from aeclust.data.pixels import UnreadableImageError, one_line
 from aeclust.errors import InputError
@@ -99,12 +100,26 @@ def _tar_entries(archive: tarfile.TarFile, where: str, unsafe: list[str], notes:
         notes.append(note)
 
 
-def load_archive(path: str | os.PathLike, image_size: int = 32) -> ImageSet:
+def load_archive(path: str | os.PathLike, image_size: int = 32, store: bool = True) -> ImageSet:
     """The images in a .zip, .tar or .tar.gz archive, laid out as a folder would be (see ``load_image_folder``).
 
-    Each row's id is the member's path inside the archive.
+    Each row's id is the member's path inside the archive. With ``store``, the images are decoded once into a
+    store on disk (:mod:`aeclust.data.store`), keyed by the archive's bytes, that later loads memory-map.
     """
     path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise InputError(f"{where}: expected an archive of images, found {'a folder' if path.exists() else 'nothing'}")
+    return decode_through_store(
+        lambda: file_key(path, image_size),
+        where,
+        image_size,
+        lambda rows: _decode_archive(path, image_size, rows),
+        store,
+    )
+
+
+def _decode_archive(path: Path, image_size: int, rows: Rows | None) -> ImageSet:
     where = str(path)
     unsafe: list[str] = []
     notes: list[str] = []
@@ -130,6 +145,7 @@ def load_archive(path: str | os.PathLike, image_size: int = 32) -> ImageSet:
                 describe=lambda relative: f"{where}: {relative}",
                 kind="archive",
                 notes=notes,
+                rows=rows,
             )
         except InputError as error:
             if not unsafe:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tarfile
 from importlib import resources
 from pathlib import Path
@@ -19,20 +18,13 @@ from PIL import Image
 from aeclust.data.hw9 import TRAIN_IMAGES, TRAIN_LABELS, VAL_IMAGES, VAL_LABELS, load_hw9
 from aeclust.io import save_npy_atomic
 from aeclust.data.images import ImageSet
+from aeclust.data.store import cache_dir
 
 EMBEDDED_NAME = "animals-vs-vehicles"
 ARCHIVE = "animals-vs-vehicles-jpg.tar.gz"
 CLASS_NAMES = ["vehicle", "animal"]
 # Bump when the decoded arrays could change, so stale caches are not reused.
 CACHE_VERSION = "1"
-
-
-def cache_dir() -> Path:
-    """Where decoded data lives: $AECLUST_CACHE, else $XDG_CACHE_HOME/aeclust, else ~/.cache/aeclust."""
-    if os.environ.get("AECLUST_CACHE"):
-        return Path(os.environ["AECLUST_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "aeclust"
 
 
 def _read_labels(text: str) -> dict[int, int]:

@@ -5,15 +5,20 @@ Sub-folder labels are an answer key like ``trainY.npy``: they score the clusteri
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from aeclust.data.images import ImageSet
 from aeclust.data.pixels import IMAGE_EXTENSIONS, UnreadableImageError, is_image_name, read_image
+from aeclust.data.store import StoreWriter, folder_key, open_store
 from aeclust.errors import InputError
 
 # Skipped files are named one by one up to this many; past it they are only counted, so a folder of
@@ -22,6 +27,77 @@ MAX_LISTED = 10
 
 # A file found in a folder or archive: its path relative to the top, and how to get its contents.
 FileEntry = tuple[PurePosixPath, Callable[[], "str | os.PathLike | bytes"]]
+
+# Images are read this many at a time (an archive's members in the main process, as a tar can only be read in
+# order), then decoded by a pool of processes; small sets, under one batch, are decoded in this process.
+DECODE_BATCH = 2048
+MAX_DECODERS = 8
+
+
+class Rows(Protocol):
+    """Where decoded images go, one at a time, until they are put in order."""
+
+    def append(self, row: np.ndarray) -> None: ...
+
+    def finish(self, order: Sequence[int]) -> np.ndarray: ...
+
+
+class MemoryRows:
+    """Decoded images kept in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[np.ndarray] = []
+
+    def append(self, row: np.ndarray) -> None:
+        self.rows.append(row)
+
+    def finish(self, order: Sequence[int]) -> np.ndarray:
+        return np.stack([self.rows[i] for i in order])
+
+
+def _decode(task: tuple[str | os.PathLike | bytes | UnreadableImageError, int]) -> np.ndarray | str:
+    """One image, or why it could not be read (a pool worker's task: errors travel back as text)."""
+    source, size = task
+    if isinstance(source, UnreadableImageError):
+        return str(source)
+    try:
+        return read_image(source, size)
+    except UnreadableImageError as error:
+        return str(error)
+
+
+def decoder_count() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_DECODERS))
+
+
+def decode_entries(
+    entries: Iterable[FileEntry], image_size: int, where: str
+) -> Iterator[tuple[PurePosixPath, np.ndarray | str]]:
+    """Each entry's image, or why it could not be read, in the entries' order, with a progress bar."""
+    workers, pool = decoder_count(), None
+    progress = tqdm(desc=f"decoding {where}", unit="image", leave=False, disable=None, mininterval=2.0)
+    try:
+        iterator = iter(entries)
+        while batch := list(itertools.islice(iterator, DECODE_BATCH)):
+            tasks = []
+            for _, contents in batch:
+                try:
+                    tasks.append((contents(), image_size))
+                except UnreadableImageError as error:
+                    tasks.append((error, image_size))
+            if pool is None and workers > 1 and len(batch) == DECODE_BATCH:
+                # fork where there is one: the workers need nothing but Pillow, and start in milliseconds
+                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+                pool = multiprocessing.get_context(method).Pool(workers)
+            results = pool.map(_decode, tasks, chunksize=64) if pool is not None else [_decode(task) for task in tasks]
+            for (relative, _), result in zip(batch, results):
+                yield relative, result
+            progress.update(len(batch))
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.terminate()
 
 
 def warn(message: str) -> None:
@@ -55,24 +131,33 @@ def images_from_files(
     describe: Callable[[PurePosixPath], str],
     kind: str = "folder",
     notes: list[str] | None = None,
+    rows: Rows | None = None,
 ) -> ImageSet:
     """Decode every image among ``entries`` into an :class:`ImageSet`, skipping unreadable ones with a warning.
 
     ``describe`` names one file in messages and ``kind`` the whole ("folder" or "archive"); ``notes`` holds
     remarks made already (a damaged archive, say). Rows are ordered by relative path; each row's id is that path.
+    Decoded images go to ``rows`` (in memory by default; a :class:`StoreWriter` puts them on disk).
     """
     notes = notes if notes is not None else []
-    decoded: dict[PurePosixPath, np.ndarray] = {}
+    rows = rows if rows is not None else MemoryRows()
+    decoded: list[PurePosixPath] = []
     unreadable: dict[PurePosixPath, str] = {}
     other_files: list[PurePosixPath] = []
-    for relative, contents in entries:
-        if is_hidden(relative) or not is_image_name(relative.name):
-            other_files.append(relative)
-            continue
-        try:
-            decoded[relative] = read_image(contents(), image_size)
-        except UnreadableImageError as error:
-            unreadable[relative] = str(error)
+
+    def image_entries() -> Iterator[FileEntry]:
+        for relative, contents in entries:
+            if is_hidden(relative) or not is_image_name(relative.name):
+                other_files.append(relative)
+            else:
+                yield relative, contents
+
+    for relative, result in decode_entries(image_entries(), image_size, where):
+        if isinstance(result, str):
+            unreadable[relative] = result
+        else:
+            rows.append(result)
+            decoded.append(relative)
 
     if not decoded:
         raise _nothing_readable(where, kind, unreadable, other_files, describe)
@@ -86,7 +171,8 @@ def images_from_files(
         warn(summary)
         notes.append(summary)
 
-    paths = sorted(decoded)
+    order = sorted(range(len(decoded)), key=decoded.__getitem__)
+    paths = [decoded[i] for i in order]
     train_labels = class_names = None
     classes = folder_classes(paths)
     if None in classes and set(classes) != {None}:
@@ -100,7 +186,7 @@ def images_from_files(
         notes.append(f"labels (for scoring only) from {len(class_names)} sub-folders: {', '.join(class_names)}")
     return ImageSet(
         name=name,
-        train_images=np.stack([decoded[path] for path in paths]),
+        train_images=rows.finish(order),
         train_labels=train_labels,
         train_ids=[str(path) for path in paths],
         class_names=class_names,
@@ -149,20 +235,41 @@ def _walk(directory: Path) -> Iterator[FileEntry]:
             yield PurePosixPath(path.relative_to(directory).as_posix()), (lambda path=path: path)
 
 
-def load_image_folder(directory: str | os.PathLike, image_size: int = 32) -> ImageSet:
+def decode_through_store(
+    key: Callable[[], str], where: str, image_size: int, decode: Callable[[Rows | None], ImageSet], store: bool
+) -> ImageSet:
+    """``decode``'s images, from the store ``key()`` names when there is a whole one, else decoded into it (or, with
+    ``store`` False, into memory, and nothing is written)."""
+    if not store:
+        return decode(None)
+    name = key()
+    stored = open_store(name, where)
+    if stored is not None:
+        return stored
+    with StoreWriter(name, image_size, where) as writer:
+        return writer.publish(decode(writer))
+
+
+def load_image_folder(directory: str | os.PathLike, image_size: int = 32, store: bool = True) -> ImageSet:
     """Every image below ``directory`` (JPEG, PNG, WebP, BMP, the first frame of a GIF), as image_size squares.
 
     Sub-folder names become ``train_labels`` and ``class_names`` when every image sits in one (ImageFolder);
-    they are for scoring only. Each row's id is the image's path relative to ``directory``.
+    they are for scoring only. Each row's id is the image's path relative to ``directory``. With ``store``, the
+    images are decoded once into a store on disk (:mod:`aeclust.data.store`) that later loads memory-map.
     """
     directory = Path(directory)
     if not directory.is_dir():
         found = "a file" if directory.exists() else "nothing"
         raise InputError(f"{directory}: expected a folder of images, found {found}")
-    return images_from_files(
-        _walk(directory),
-        where=str(directory),
-        name=directory.resolve().name,
-        image_size=image_size,
-        describe=lambda relative: str(directory / relative),
-    )
+
+    def decode(rows: Rows | None) -> ImageSet:
+        return images_from_files(
+            _walk(directory),
+            where=str(directory),
+            name=directory.resolve().name,
+            image_size=image_size,
+            describe=lambda relative: str(directory / relative),
+            rows=rows,
+        )
+
+    return decode_through_store(lambda: folder_key(directory, image_size), str(directory), image_size, decode, store)
