@@ -76,3 +76,16 @@ def test_auto_balance_keeps_the_sizes_only_of_clusters_kmeans_merge_found():
     assert resolve_balance("auto", "kmeans") == "uniform"
     assert resolve_balance("uniform", "kmeans-merge") == "uniform"  # a balance the user set stands
     assert resolve_balance("prior", "kmeans") == "prior"
+
+
+def test_kmeans_on_many_points_is_faiss_and_finds_the_same_groups(monkeypatch):
+    import aeclust.cluster
+
+    points, labels = even_groups()
+    monkeypatch.setattr(aeclust.cluster, "KMEANS_EXACT_LIMIT", 100)  # 900 points: faiss's k-means
+    monkeypatch.setattr(aeclust.cluster, "FAISS_POINTS_PER_CLUSTER", 50)  # fitted on a sample of 150
+    faiss_clusters = cluster(points, 3, "kmeans", seed=0)
+    assert clustering_scores(labels, faiss_clusters)["accuracy"] == 1.0
+    assert np.array_equal(faiss_clusters, cluster(points, 3, "kmeans", seed=0))  # the same seed, the same clusters
+    merged = cluster(*uneven_groups()[:1], 3, "kmeans-merge", seed=0)  # its pieces by faiss too
+    assert clustering_scores(uneven_groups()[1], merged)["accuracy"] > 0.95

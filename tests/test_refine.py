@@ -12,22 +12,13 @@ import aeclust.refine
 from aeclust.errors import CheckpointError
 from aeclust.pipeline import run
 from aeclust.objectives import scan_loss, self_label_weights
-from aeclust.refine import NeighbourRefiner, head_from_clusters, nearest_neighbours, refine_clusters
+from aeclust.neighbours import nearest_neighbours
+from aeclust.refine import NeighbourRefiner, head_from_clusters, refine_clusters
 from aeclust.train import Trainer
 
 
 def _unit(n, d=5, seed=0):
     return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=1)
-
-
-def test_nearest_neighbours_match_brute_force_across_blocks(monkeypatch):
-    monkeypatch.setattr(aeclust.refine, "NEIGHBOUR_BLOCK", 7)  # several blocks, the last one short
-    features = _unit(30)
-    found = nearest_neighbours(features, 4)
-    similarity = features @ features.T
-    similarity.fill_diagonal_(-2)
-    assert torch.equal(found, similarity.topk(4, dim=1).indices)
-    assert not (found == torch.arange(30)[:, None]).any()  # nobody is their own neighbour
 
 
 def test_head_starts_at_the_nearest_centroid():

@@ -10,17 +10,42 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import NearestNeighbors
 
 from aeclust.choose_k import KSelection, choose_k
 from aeclust.config import AUTO_K, ClusterConfig
 from aeclust.embed import latent_features
+from aeclust.neighbours import nearest_neighbours
 from aeclust.errors import ConfigError, unknown_name
 from aeclust.reduce import embed_2d, reduce
 
 
+# Above this many points k-means is faiss's: scikit-learn's, with its restarts, took 51 s on 50,000 points of 128
+# numbers on 2 cores (docs/results.md, section 14), so about 17 minutes at a million; faiss fits on a sample of at
+# most FAISS_POINTS_PER_CLUSTER points per cluster and assigns every point to the nearest centre, in seconds.
+KMEANS_EXACT_LIMIT = 200_000
+FAISS_POINTS_PER_CLUSTER = 10_000
+
+
+def kmeans_labels(points: np.ndarray, k: int, seed: int, restarts: int = 10) -> np.ndarray:
+    """k-means: scikit-learn's up to :data:`KMEANS_EXACT_LIMIT` points, faiss's above it."""
+    if len(points) <= KMEANS_EXACT_LIMIT:
+        return KMeans(n_clusters=k, n_init=restarts, random_state=seed).fit_predict(points)
+    try:
+        import faiss
+    except ImportError:
+        raise ConfigError(
+            f"k-means on {len(points)} points needs faiss (pip install faiss-cpu), which is not installed"
+        ) from None
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    fitted = faiss.Kmeans(
+        points.shape[1], k, niter=25, nredo=restarts, seed=seed, max_points_per_centroid=FAISS_POINTS_PER_CLUSTER
+    )
+    fitted.train(points)
+    return fitted.index.search(points, 1)[1][:, 0].astype(np.int64)
+
+
 def _kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
-    return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(points)
+    return kmeans_labels(points, k, seed)
 
 
 def _gmm(points: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -37,9 +62,8 @@ MERGE_NEIGHBOURS = 10  # of each point, in the graph whose edges say which piece
 
 def neighbour_indices(points: np.ndarray, neighbours: int = MERGE_NEIGHBOURS) -> np.ndarray:
     """Each point's ``neighbours`` nearest others (cosine distance for unit-length rows, else euclidean)."""
-    neighbours = min(neighbours, len(points) - 1)
     metric = "cosine" if np.allclose(np.linalg.norm(points, axis=1), 1.0, atol=1e-3) else "euclidean"
-    return NearestNeighbors(n_neighbors=neighbours + 1, metric=metric).fit(points).kneighbors(points)[1][:, 1:]
+    return nearest_neighbours(points, neighbours, metric=metric).numpy()
 
 
 def _kmeans_merge(points: np.ndarray, k: int, seed: int, indices: np.ndarray | None = None) -> np.ndarray:
@@ -56,7 +80,7 @@ def _kmeans_merge(points: np.ndarray, k: int, seed: int, indices: np.ndarray | N
     pieces_wanted = min(PIECES_PER_CLUSTER * k, len(points) // 2)
     if pieces_wanted <= k:  # too few points to over-cluster
         return _kmeans(points, k, seed)
-    pieces = KMeans(n_clusters=pieces_wanted, n_init=3, random_state=seed).fit_predict(points)
+    pieces = kmeans_labels(points, pieces_wanted, seed, restarts=3)
     indices = neighbour_indices(points) if indices is None else indices
     neighbours = indices.shape[1]
     edges = coo_matrix(

@@ -30,32 +30,13 @@ from aeclust.errors import unknown_name
 from aeclust.infer import infer, pooled_unit_latents
 from aeclust.io import torch_save_atomic
 from aeclust.loop import run_epoch, shard_batches, share_of_batch
+from aeclust.neighbours import nearest_neighbours
 from aeclust.objectives import NeighbourConsistencyObjective, SelfLabellingObjective
 from aeclust.objectives.views import channels_last
 from aeclust.rundir import FORMAT_VERSION, RunDir, load_checked
 
 REFINE_KIND = "aeclust-refine-checkpoint"
-NEIGHBOUR_BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50,000 floats is 400 MB
 HEAD_SCALE = 10.0  # the head's logits start as 10 × cosine to each centroid: confident, not saturated
-
-
-def nearest_neighbours(features: torch.Tensor, k: int, engine: Engine | None = None) -> torch.Tensor:
-    """Indices of each row's ``k`` most cosine-similar other rows (rows are unit length), block by block; under
-    torchrun each process searches for its share of the rows and every process gets all of them back."""
-    k = min(k, len(features) - 1)
-    rows = engine.shard(len(features)) if engine is not None else slice(0, len(features))
-    device = engine.device if engine is not None else features.device
-    everyone = features.to(device)
-    blocks = []
-    for start in range(rows.start, rows.stop, NEIGHBOUR_BLOCK):
-        similarity = everyone[start : min(start + NEIGHBOUR_BLOCK, rows.stop)] @ everyone.T
-        own = torch.arange(len(similarity), device=device)
-        similarity[own, own + start] = -2.0  # never one's own neighbour
-        blocks.append(similarity.topk(k, dim=1).indices)
-    found = torch.cat(blocks) if blocks else torch.empty(0, k, dtype=torch.long, device=device)
-    if engine is not None and engine.distributed:
-        found = engine.gather(found.to(engine.collective_device))
-    return found.cpu()
 
 
 def neighbour_count(configured: int, images: int, k: int) -> int:
