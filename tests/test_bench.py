@@ -207,3 +207,31 @@ def test_clusterers_bench_redoes_the_runs_own_clustering_with_each_clusterer(sma
         config.data = str(unlabelled)
         run(config, tmp_path / "run2", images=load_images(config.data))
         clusterers.compare(tmp_path / "run2", ["kmeans"], seeds=[0])
+
+
+def test_scale_makes_its_sets_by_flips_and_shifts_and_measures_every_stage(cifar_like_archive, tmp_path, monkeypatch):
+    scale = load_bench("scale.py")
+    monkeypatch.setattr(scale, "BASE_IMAGES", 100)  # the archive's 100 images stand in for CIFAR-10's 50,000
+    source = scale.make_source(cifar_like_archive, tmp_path, 250)
+    files = sorted(source.rglob("*.jpg"))
+    assert len(files) == 250 and {path.parent.name for path in files} >= {"airplane", "truck"}
+    image = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    assert np.array_equal(scale.variant(image, 0), image)
+    assert np.array_equal(scale.variant(image, 1), image[:, ::-1])
+    shifted = scale.variant(image, 2)  # one pixel to the right: the last column repeats
+    assert np.array_equal(shifted[:, :-1], image[:, 1:]) and np.array_equal(shifted[:, -1], image[:, -1])
+    assert scale.make_source(cifar_like_archive, tmp_path, 250) == source  # written once
+
+    rows = scale.stage_rows(source, tmp_path, 250, in_memory=True)
+    stages = {(row["stage"], row["path"]) for row in rows}
+    assert {("store build", "store"), ("whole run", "store"), ("whole run", "in-memory"), ("predict", "store")} <= stages
+    assert ("one refinement epoch", "in-memory") in stages and ("neighbour mining (twice: before and after the epoch)", "store") in stages
+    assert all(row["exit"] == 0 for row in rows)
+    assert all(row["memory_gb"] is None or 0.05 < row["memory_gb"] < 8 for row in rows)
+    first = json.loads((tmp_path / "runs" / "250-store" / "metrics.json").read_text())
+    second = json.loads((tmp_path / "runs" / "250-in-memory" / "metrics.json").read_text())
+    assert first["cluster_sizes"] == second["cluster_sizes"]  # the store changes where pixels live, not the result
+    assert (tmp_path / "runs" / "250-store" / "prediction.csv").read_bytes() == (
+        tmp_path / "runs" / "250-in-memory" / "prediction.csv"
+    ).read_bytes()
+    assert "| 250 | predict |" in scale.table({"250": rows})

@@ -99,6 +99,9 @@ class RefineConfig:
     # Find the neighbours again after each epoch, in the space of the encoder as refined so far, whose neighbours
     # share an image's label more often than the trained autoencoder's do.
     remine_neighbours: bool = False
+    # Up to this many images, neighbours are found by exact search; above it by an approximate faiss index
+    # (aeclust.neighbours). None: the device's own limit (100,000 on a CPU, 2,000,000 on a GPU).
+    exact_search_limit: int | None = None
     # Then self-labelling (SCAN's last step): the images a cluster holds most confidently become targets for a
     # cross-entropy on strongly augmented views of themselves. A share per cluster, not SCAN's fixed probability
     # threshold (0.99): a head on unit latents seldom gets that sure, and a share keeps every cluster represented.

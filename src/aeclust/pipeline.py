@@ -262,6 +262,7 @@ def cluster_refine_and_write(
             log(f"resuming the refinement after its epoch {refiner.epoch}")
         refined = refiner.fit(log)
         timings["refine_seconds"] = time.perf_counter() - mark
+        timings |= {f"refine_{part}_seconds": seconds for part, seconds in refiner.seconds.items()}
         train_clustering = Clustering(refined.train_features, refined.train_features, refined.train_clusters)
         if refined.val_clusters is not None:
             val_clustering = Clustering(refined.val_features, refined.val_features, refined.val_clusters)

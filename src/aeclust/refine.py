@@ -133,9 +133,11 @@ class NeighbourRefiner:
         torch.manual_seed(config.seed)
         k = config.cluster.k
         self.cluster_model = ClusterModel(model).to(self.engine.device, memory_format=torch.channels_last)
+        # Seconds spent in each part, over the refinement: encoding, neighbour mining, the epochs themselves.
+        self.seconds = {"encode": 0.0, "neighbours": 0.0, "epochs": 0.0}
         features = self.encode_pooled(images.train_images)
         self.neighbour_count = neighbour_count(self.settings.neighbours, len(features), k)
-        self.neighbours = nearest_neighbours(features, self.neighbour_count, self.engine)
+        self.neighbours = self.find_neighbours(features)
         balance = resolve_balance(self.settings.balance, config.cluster.clusterer)
         self.target_shares = target_shares(initial_clusters, k, balance)
         self.cluster_model.head = head_from_clusters(features, initial_clusters, k)
@@ -192,12 +194,23 @@ class NeighbourRefiner:
 
     def encode_pooled(self, images: np.ndarray) -> torch.Tensor:
         """The refining encoder's pooled unit latents of ``images``."""
-        return infer(self.cluster_model, images, ("pooled",), engine=self.engine).pooled
+        started = time.perf_counter()
+        pooled = infer(self.cluster_model, images, ("pooled",), engine=self.engine).pooled
+        self.seconds["encode"] += time.perf_counter() - started
+        return pooled
+
+    def find_neighbours(self, features: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
+        limit = self.settings.exact_search_limit
+        neighbours = nearest_neighbours(
+            features, self.neighbour_count, self.engine, exact_limit=None if limit is None else int(limit)
+        )
+        self.seconds["neighbours"] += time.perf_counter() - started
+        return neighbours
 
     def mine_neighbours(self) -> None:
         """Each image's nearest neighbours in the refining encoder's pooled, unit-length latent space."""
-        features = self.encode_pooled(self.images.train_images)
-        self.neighbours = nearest_neighbours(features, self.neighbour_count, self.engine)
+        self.neighbours = self.find_neighbours(self.encode_pooled(self.images.train_images))
 
     def views(self, indices: torch.Tensor) -> torch.Tensor:
         batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
@@ -280,6 +293,7 @@ class NeighbourRefiner:
                     f"confident per cluster {sizes} of {len(self.images.train_images)}"
                 )
             self.epoch += 1
+            self.seconds["epochs"] += time.perf_counter() - started
             if self.settings.remine_neighbours and self.epoch < scan_epochs:
                 self.mine_neighbours()
             if self.checkpoint_path is not None:

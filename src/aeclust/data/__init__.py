@@ -37,16 +37,18 @@ SOURCES = (
 
 
 def load_images(
-    source: str | os.PathLike | None = None, image_size: int = DEFAULT_IMAGE_SIZE, store: bool = True
+    source: str | os.PathLike | None = None, image_size: int = DEFAULT_IMAGE_SIZE, store: bool | None = None
 ) -> ImageSet:
     """Load images from ``source`` as image_size×image_size RGB squares.
 
     ``source`` is the embedded set's name (the default), a HW9-layout directory, a folder of images
     (searched recursively; sub-folder names become labels for scoring), a .zip/.tar/.tar.gz archive of
     such a folder, or one .npy/.npz array. Folders and archives are decoded once into a store on disk that later
-    loads memory-map (``store=False`` decodes into memory and writes nothing).
+    loads memory-map (``store=False``, or AECLUST_STORE=0 in the environment, decodes into memory and writes nothing).
     """
     image_size = check_image_size(image_size)
+    if store is None:
+        store = os.environ.get("AECLUST_STORE", "1").lower() not in ("0", "off", "no", "false")
     if source is None or str(source) == EMBEDDED_NAME:
         return _resized(load_embedded(), image_size)
     path = Path(source)
