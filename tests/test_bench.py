@@ -224,8 +224,9 @@ def test_scale_makes_its_sets_by_flips_and_shifts_and_measures_every_stage(cifar
 
     rows = scale.stage_rows(source, tmp_path, 250, in_memory=True)
     stages = {(row["stage"], row["path"]) for row in rows}
-    assert {("store build", "store"), ("whole run", "store"), ("whole run", "in-memory"), ("predict", "store")} <= stages
-    assert ("one refinement epoch", "in-memory") in stages and ("neighbour mining (twice: before and after the epoch)", "store") in stages
+    wanted = {("store build", "store"), ("whole run", "store"), ("whole run", "in-memory"), ("predict", "store")}
+    assert wanted <= stages and ("one refinement epoch", "in-memory") in stages
+    assert ("neighbour mining (twice: before and after the epoch)", "store") in stages
     assert all(row["exit"] == 0 for row in rows)
     assert all(row["memory_gb"] is None or 0.05 < row["memory_gb"] < 8 for row in rows)
     first = json.loads((tmp_path / "runs" / "250-store" / "metrics.json").read_text())

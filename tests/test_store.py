@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_images
 from PIL import Image
 
 import aeclust.data.folder as folder_module
@@ -19,8 +20,6 @@ from aeclust.cli import main
 from aeclust.data import load_images
 from aeclust.data.store import IMAGES_FILE, PARTIAL_MARK, StoreWriter, stores_dir
 from aeclust.errors import InputError
-
-from conftest import random_images
 
 
 @pytest.fixture(autouse=True)
@@ -200,3 +199,29 @@ def test_a_full_disk_is_one_line_and_leaves_every_file_as_it_was(tmp_path, monke
     assert not (tmp_path / "runs").exists()
     assert list(stores_dir().iterdir()) == [old_store] and (old_store / IMAGES_FILE).read_bytes() == old_bytes
     assert {path: path.read_bytes() for path in source.rglob("*") if path.is_file()} == source_files
+
+
+def resident_kb(path: Path) -> int:
+    """How much of the file at ``path``, mapped into this process, is resident (Linux's /proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0]:  # a mapping's header: address range, permissions, ..., path
+            inside = line.endswith(str(path))
+        elif inside and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
+def test_pages_read_from_a_store_stop_counting_as_resident_memory_once_released(tmp_path):
+    from aeclust.data.store import release_pages
+
+    source = write_folder(tmp_path / "pets", count=60, side=32)
+    images = load_images(source, image_size=64).train_images  # 60 × 12 KB
+    (store,) = stores_dir().iterdir()
+    expected = np.array(images)  # every page read (into a copy that is not mapped)
+    assert resident_kb(store / IMAGES_FILE) >= 600
+    release_pages(images[10:20])  # a slice shares the store's mapping: the whole of it is released
+    assert resident_kb(store / IMAGES_FILE) < 100
+    assert np.array_equal(np.asarray(images), expected)  # and reads back the same
+    release_pages(np.zeros(3))  # not memory-mapped: nothing to do

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aeclust.data.store import RELEASE_EVERY, release_pages
 from aeclust.engine import Engine
 
 INFERENCE_BATCH = 500
@@ -64,7 +65,9 @@ def infer(
     squared_error = 0.0
     share = engine.shard(len(images))
     try:
-        for start in range(share.start, share.stop, batch_size):
+        for number, start in enumerate(range(share.start, share.stop, batch_size)):
+            if number % RELEASE_EVERY == RELEASE_EVERY - 1:
+                release_pages(images)
             batch = engine.images_to_device(images[start : min(start + batch_size, share.stop)])
             with engine.autocast():
                 latent = model.encode(batch)

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
+from aeclust.data.store import release_pages
 from aeclust.embed import LATENT_MODES, SCALINGS, latent_features
 from aeclust.engine import Engine, resolve_device
 from aeclust.errors import ConfigError, RunDirError
@@ -128,10 +130,15 @@ def predict(
         outputs = ("latents",)
     log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
     clusters = []
-    for start in range(0, len(images.train_images), INFERENCE_CHUNK):
+    total = len(images.train_images)
+    progress = tqdm(total=total, desc="predict", unit="image", leave=False, disable=None if engine.is_main else True)
+    for start in range(0, total, INFERENCE_CHUNK):
         chunk = images.train_images[start : start + INFERENCE_CHUNK]
         inference = infer(model, chunk, outputs, head=getattr(model, "head", None), engine=engine)
         clusters.append(assign(getattr(inference, outputs[0])))
+        release_pages(chunk)
+        progress.update(len(chunk))
+    progress.close()
     predicted = np.concatenate(clusters).astype(np.int64) if clusters else np.zeros(0, dtype=np.int64)
     prediction = Prediction(predicted, images.ids(), method)
     metrics: dict = {

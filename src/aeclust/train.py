@@ -7,6 +7,7 @@ weights, optimizer, the random generators' states, the epoch and the history so 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -22,6 +23,7 @@ from torch import nn
 from aeclust.cluster import Clustering, cluster_latents
 from aeclust.config import ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
+from aeclust.data.store import RELEASE_EVERY, release_pages
 from aeclust.engine import Engine, start_engine, torchrun_world
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.infer import infer
@@ -254,7 +256,11 @@ class Trainer:
         self.method.train()
         order = torch.randperm(len(self.images.train_images), generator=self.generator)
 
+        steps = itertools.count(1)
+
         def step(indices: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+            if next(steps) % RELEASE_EVERY == 0:
+                release_pages(self.images.train_images)
             batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
             loss, sums = self.training_module(batch, self.view_generator)
             return loss, len(indices), sums
