@@ -13,6 +13,7 @@ from torch import nn
 
 from aeclust.data.store import RELEASE_EVERY, release_pages
 from aeclust.engine import Engine
+from aeclust.progress import Progress
 
 INFERENCE_BATCH = 500
 OUTPUTS = ("latents", "pooled", "reconstructions", "probabilities", "mse")
@@ -64,11 +65,13 @@ def infer(
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in outputs if name != "mse"}
     squared_error = 0.0
     share = engine.shard(len(images))
+    progress = Progress(len(images), "encoding", "image", enabled=engine.is_main)
     try:
         for number, start in enumerate(range(share.start, share.stop, batch_size)):
             if number % RELEASE_EVERY == RELEASE_EVERY - 1:
                 release_pages(images)
             batch = engine.images_to_device(images[start : min(start + batch_size, share.stop)])
+            progress.update(len(batch) * engine.world_size)
             with engine.autocast():
                 latent = model.encode(batch)
                 if "latents" in collected:
@@ -86,6 +89,7 @@ def infer(
                     if "mse" in outputs:
                         squared_error += float(((reconstruction - batch) ** 2).sum(dtype=torch.float64))
     finally:
+        progress.close()
         for module, mode in zip(modules, modes):
             module.train(mode)
     inference = Inference()

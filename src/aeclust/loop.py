@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from aeclust.engine import Engine
+from aeclust.progress import Progress
 
 Batch = TypeVar("Batch")
 
@@ -60,10 +60,8 @@ def run_epoch(
     count. The step runs under the engine's autocast."""
     total_loss = torch.zeros((), dtype=torch.float64, device=engine.device)
     seen, sums = 0, {}
-    progress = tqdm(
-        batches, desc=description, total=total, leave=False, unit="batch", disable=None if engine.is_main else True
-    )
-    for batch in progress:
+    progress = Progress(total, description or "training", "batch", enabled=engine.is_main)
+    for batch in batches:
         with engine.autocast():
             loss, count, reported = step(batch)
         optimizer.zero_grad(set_to_none=True)
@@ -81,7 +79,9 @@ def run_epoch(
         seen += count
         for name, value in reported.items():
             sums[name] = sums.get(name, 0.0) + value
-        if not progress.disable:  # only on a terminal: reading the loss makes a GPU wait
-            progress.set_postfix(loss=f"{float(total_loss) / seen:.4f}", refresh=False)
+        if progress.shown:  # only on a terminal: reading the loss makes a GPU wait
+            progress.note(loss=f"{float(total_loss) / seen:.4f}")
+        progress.update()
+    progress.close()
     loss_sum, seen = engine.sum(float(total_loss)), int(engine.sum(seen))
     return EpochTotals(loss_sum / max(1, seen), seen, {name: engine.sum(float(value)) for name, value in sums.items()})

@@ -16,6 +16,7 @@ import torch
 
 from aeclust.engine import Engine
 from aeclust.errors import ConfigError
+from aeclust.progress import Progress
 
 BLOCK = 2048  # rows of the similarity matrix held at once: 2048 × 50,000 floats is 400 MB
 # Above this many points, search is approximate: exact search on a CPU would take minutes per pass (200,000 points
@@ -63,6 +64,7 @@ def exact_neighbours(points: torch.Tensor, k: int, rows: slice, metric: str) -> 
     """Every pair compared, ``BLOCK`` query rows at a time."""
     squared_norms = (points * points).sum(1) if metric == "euclidean" else None
     blocks = []
+    progress = Progress(rows.stop - rows.start, "neighbours", "image")
     for start in range(rows.start, rows.stop, BLOCK):
         similarity = points[start : min(start + BLOCK, rows.stop)] @ points.T
         if squared_norms is not None:  # −‖a − b‖² up to a constant per row: 2a·b − ‖b‖²
@@ -70,6 +72,8 @@ def exact_neighbours(points: torch.Tensor, k: int, rows: slice, metric: str) -> 
         own = torch.arange(len(similarity), device=points.device)
         similarity[own, own + start] = -math.inf  # never one's own neighbour
         blocks.append(similarity.topk(k, dim=1).indices)
+        progress.update(len(similarity))
+    progress.close()
     return torch.cat(blocks) if blocks else torch.empty(0, k, dtype=torch.long, device=points.device)
 
 
@@ -97,6 +101,7 @@ def approximate_neighbours(points: np.ndarray, k: int, rows: slice, metric: str)
     index.nprobe = min(PROBES, cells)
     queries = points[rows]
     found = np.empty((len(queries), k), dtype=np.int64)
+    progress = Progress(len(queries), "neighbours (faiss)", "image")
     for start in range(0, len(queries), 65_536):
         _, candidates = index.search(queries[start : start + 65_536], k + 1)
         own = np.arange(start, start + len(candidates)) + rows.start
@@ -106,4 +111,6 @@ def approximate_neighbours(points: np.ndarray, k: int, rows: slice, metric: str)
         missing = chosen < 0  # fewer than k found in the cells probed: the nearest one found stands in
         chosen[missing] = np.broadcast_to(chosen[:, :1], chosen.shape)[missing]
         found[start : start + len(chosen)] = chosen
+        progress.update(len(chosen))
+    progress.close()
     return torch.from_numpy(found)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
@@ -25,6 +24,7 @@ from aeclust.engine import Engine, resolve_device
 from aeclust.errors import ConfigError, RunDirError
 from aeclust.infer import infer
 from aeclust.metrics import accuracy_of, clustering_scores
+from aeclust.progress import Progress
 from aeclust.refine import REFINE_KIND, ClusterModel
 from aeclust.rundir import PREDICT_NEEDS, RunDir, load_checked
 from aeclust.train import load_model, log, set_threads
@@ -131,7 +131,7 @@ def predict(
     log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
     clusters = []
     total = len(images.train_images)
-    progress = tqdm(total=total, desc="predict", unit="image", leave=False, disable=None if engine.is_main else True)
+    progress = Progress(total, "predict", "image", enabled=engine.is_main)
     for start in range(0, total, INFERENCE_CHUNK):
         chunk = images.train_images[start : start + INFERENCE_CHUNK]
         inference = infer(model, chunk, outputs, head=getattr(model, "head", None), engine=engine)

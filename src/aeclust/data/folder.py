@@ -14,12 +14,12 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from aeclust.data.images import ImageSet
 from aeclust.data.pixels import IMAGE_EXTENSIONS, UnreadableImageError, is_image_name, read_image
 from aeclust.data.store import StoreWriter, folder_key, open_store
 from aeclust.errors import InputError
+from aeclust.progress import Progress
 
 # Skipped files are named one by one up to this many; past it they are only counted, so a folder of
 # ten thousand broken files does not bury the terminal.
@@ -76,7 +76,7 @@ def decode_entries(
 ) -> Iterator[tuple[PurePosixPath, np.ndarray | str]]:
     """Each entry's image, or why it could not be read, in the entries' order, with a progress bar."""
     workers, pool = decoder_count(), None
-    progress = tqdm(desc=f"decoding {where}", unit="image", leave=False, disable=None, mininterval=2.0)
+    progress = Progress(None, f"decoding {where}", "image")
     try:
         iterator = iter(entries)
         while batch := list(itertools.islice(iterator, DECODE_BATCH)):
