@@ -70,3 +70,47 @@ def test_a_directory_that_is_not_a_finished_run_is_one_line(tmp_path, small_hw9_
     (tmp_path / "half").mkdir()
     assert main(["predict", str(tmp_path / "half"), "--data", str(small_hw9_dir)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"aeclust: error: {tmp_path / 'half'}: expected a finished")
+
+
+@pytest.mark.parametrize("which", ["refined", "plain"])
+def test_a_predict_directory_is_reported_with_its_clusters_and_a_browser_of_every_image(
+    which, refined_run, plain_run, small_hw9_dir, tmp_path, capsys
+):
+    import json
+    import re
+
+    source = refined_run if which == "refined" else plain_run
+    predicted = tmp_path / "predicted"
+    assert main(["predict", str(source.run_dir), "--data", str(small_hw9_dir), "--out", str(predicted)]) == 0
+    assert main(["report", str(predicted), "--out", str(tmp_path / "report")]) == 0
+    metrics = json.loads((predicted / "metrics.json").read_text())
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f"accuracy {metrics['train_scores']['accuracy']:.3f}" in page and "confusion.png" in page
+    assert (tmp_path / "report" / "confusion.png").stat().st_size > 1000
+    confidence = np.load(predicted / "arrays" / "confidence.npy")
+    clusters = np.load(predicted / "arrays" / "train_clusters.npy")
+    ids = [row.split(",")[0] for row in (predicted / "prediction.csv").read_text().splitlines()[1:]]
+    browser = tmp_path / "report" / "browser"
+    shown = {}
+    for cluster, size in enumerate(metrics["cluster_sizes"]):
+        pages = sorted(browser.glob(f"cluster-{cluster}-*.html"), key=lambda path: int(path.stem.rsplit("-", 1)[1]))
+        on_pages = [re.findall(r'data-id="([^"]+)"', path.read_text()) for path in pages]
+        members = [image_id for page_ids in on_pages for image_id in page_ids]
+        assert len(members) == size
+        expected = np.flatnonzero(clusters == cluster)
+        expected = expected[np.argsort(-confidence[expected], kind="stable")]  # the surest (or nearest) first
+        assert members == [ids[i] for i in expected]
+        shown.update(dict.fromkeys(members))
+    assert len(shown) == 240  # every image, once
+    order_note = "surest of first" if which == "refined" else "closest to the cluster's centre first"
+    assert order_note in (browser / "index.html").read_text()
+
+
+def test_a_predict_directory_beside_runs_is_one_line(refined_run, small_hw9_dir, tmp_path, capsys):
+    predicted = tmp_path / "predicted"
+    assert main(["predict", str(refined_run.run_dir), "--data", str(small_hw9_dir), "--out", str(predicted)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(refined_run.run_dir), str(predicted), "--out", str(tmp_path / "report")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("aeclust: error: report:") and "reported on its own" in error
+    assert not (tmp_path / "report").exists()

@@ -68,10 +68,18 @@ class CentreAssigner:
             return raw / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12)
         return raw
 
-    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+    def __call__(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Each image's nearest centre, and how close it is (minus the distance: higher is more typical)."""
         features = self.features_of_raw(latent_features(latents.numpy(), self.mode, "none"))
         distances = ((features[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2)
-        return distances.argmin(axis=1)
+        nearest = distances.argmin(axis=1)
+        return nearest, -np.sqrt(distances[np.arange(len(nearest)), nearest])
+
+
+def most_probable(probabilities: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's most probable cluster under the refined head, and that probability."""
+    confidence, clusters = probabilities.max(1)
+    return clusters.numpy(), confidence.numpy()
 
 
 def refined_model(run: RunDir, config: RunConfig, engine: Engine) -> ClusterModel | None:
@@ -118,7 +126,7 @@ def predict(
     if head_model is not None:
         method = "refined head"
         model: torch.nn.Module = head_model
-        assign: Callable[[torch.Tensor], np.ndarray] = lambda probabilities: probabilities.argmax(1).numpy()  # noqa: E731
+        assign: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]] = most_probable
         outputs = ("probabilities",)
     else:
         method = "nearest centre"
@@ -129,20 +137,24 @@ def predict(
         assign = CentreAssigner(train_latents, train_clusters, config)
         outputs = ("latents",)
     log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
-    clusters = []
+    clusters, confidences = [], []
     total = len(images.train_images)
     progress = Progress(total, "predict", "image", enabled=engine.is_main)
     for start in range(0, total, INFERENCE_CHUNK):
         chunk = images.train_images[start : start + INFERENCE_CHUNK]
         inference = infer(model, chunk, outputs, head=getattr(model, "head", None), engine=engine)
-        clusters.append(assign(getattr(inference, outputs[0])))
+        chunk_clusters, chunk_confidence = assign(getattr(inference, outputs[0]))
+        clusters.append(chunk_clusters)
+        confidences.append(chunk_confidence)
         release_pages(chunk)
         progress.update(len(chunk))
     progress.close()
     predicted = np.concatenate(clusters).astype(np.int64) if clusters else np.zeros(0, dtype=np.int64)
+    confidence = np.concatenate(confidences).astype(np.float32) if confidences else np.zeros(0, dtype=np.float32)
     prediction = Prediction(predicted, images.ids(), method)
     metrics: dict = {
         "predicted_from": str(run.path), "method": method, "images": len(predicted),
+        "data": str(data) if data is not None else (images.source or images.name), "image_size": config.image_size,
         "cluster_sizes": np.bincount(predicted, minlength=int(train_clusters.max()) + 1).tolist(),
     }  # fmt: skip
     if images.train_labels is not None:
@@ -154,6 +166,8 @@ def predict(
         default_out = run.path.with_name(f"{run.path.name}-predict")
         target = RunDir.create_new(out if out is not None else default_out, "predict")
         target.write_prediction(prediction.ids, predicted)
+        target.save_array("train_clusters", predicted)
+        target.save_array("confidence", confidence)  # for the report: each cluster's most typical images first
         target.write_metrics(metrics)
         prediction.run_dir = target.path
     return prediction

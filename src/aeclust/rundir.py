@@ -56,7 +56,10 @@ _REFINE_CHECKPOINT = f"{_CHECKPOINTS}/refine.pt"
 _ARRAYS = "arrays"
 
 # The arrays a run saves; val_* only when its data has val images.
-ARRAY_NAMES = ("train_latents", "val_latents", "train_embedding", "train_clusters", "val_embedding", "val_clusters")
+ARRAY_NAMES = (
+    "train_latents", "val_latents", "train_embedding", "train_clusters", "val_embedding", "val_clusters",
+    "confidence",  # a predict directory's: how surely (or how near its centre) each image sits in its cluster
+)  # fmt: skip
 
 
 def _array_file(name: str) -> str:

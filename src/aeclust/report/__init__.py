@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 DEFAULT_INDICES = (1, 2, 3, 6, 7, 9)  # the trainX images the study shows
 COMPARED_MODELS = ("baseline", "improved")  # the study's two models
+INDEX_FILE = "index.html"
+TABLE_FILE = "table.md"  # the results table as Markdown, to quote in a note
 
 __all__ = ["COMPARED_MODELS", "DEFAULT_INDICES", "build_report", "compare"]
 

@@ -19,7 +19,7 @@ from PIL import Image
 from aeclust.data import ImageSet
 from aeclust.io import atomic_open, write_text_atomic
 from aeclust.report.clusters import ClusterSummary, summarise_clusters
-from aeclust.report.grids import FRAME, GAP, montage, typicality_order
+from aeclust.report.grids import FRAME, GAP, montage
 from aeclust.report.runs import FinishedRun
 from aeclust.report.style import UNKNOWN_GREY, class_name, colour
 
@@ -136,7 +136,7 @@ class ClusterBrowser:
         numbers = [summary.cluster for summary in summaries]
         rows = []
         for position, summary in enumerate(summaries):
-            order = typicality_order(run.train_embedding, run.train_clusters, summary.cluster)
+            order = run.members_in_order(summary.cluster)
             pages = math.ceil(len(order) / self.page_size)
             neighbours = (
                 numbers[position - 1] if position > 0 else None,
@@ -191,9 +191,9 @@ class ClusterBrowser:
         first = (page - 1) * self.page_size + 1
         described = summary.describe(self.names)
         facts = [
-            f"{summary.size} train images ({summary.share:.1%} of {len(self.run.train_clusters)})",
+            f"{summary.size} {self.run.images_word} ({summary.share:.1%} of {len(self.run.train_clusters)})",
             f"most common true class: {escape(described)}" if described else "",
-            f"images {first}–{first + len(members) - 1}, closest to the cluster's centre first",
+            f"images {first}–{first + len(members) - 1}, {self.run.order_note}",
             "hover an image for its name",
         ]
         pager = _pager(summary.cluster, page, pages, previous_cluster, next_cluster)
@@ -241,11 +241,11 @@ class ClusterBrowser:
             heads.append("most common class")
         heads += ["pages", f"most typical images (up to {PREVIEW_IMAGES})"]
         head = "".join(f'<th class="{"left" if i > 2 else ""}">{escape(h)}</th>' for i, h in enumerate(heads))
-        title = f"{run.label}: {len(summaries)} clusters of {len(run.train_clusters)} train images"
+        title = f"{run.label}: {len(summaries)} clusters of {len(run.train_clusters)} {run.images_word}"
         facts = [
             f'<a href="{escape(self.report_link)}">back to the report</a>',
             escape(str(run.run_dir)),
-            f"at most {self.page_size} images a page, closest to the cluster's centre first",
+            f"at most {self.page_size} images a page, {run.order_note}",
         ]
         if self.classes:
             facts.append("most common class: by the answer key, with its share of the cluster")

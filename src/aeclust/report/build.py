@@ -18,20 +18,19 @@ from aeclust.errors import ConfigError, RunDirError
 from aeclust.io import write_text_atomic
 from aeclust.pipeline import run
 from aeclust.presets import preset
-from aeclust.report import COMPARED_MODELS, DEFAULT_INDICES
+from aeclust.report import COMPARED_MODELS, DEFAULT_INDICES, INDEX_FILE, TABLE_FILE
 from aeclust.report.browser import write_browser
 from aeclust.report.clusters import k_selection_figure, merge_tree_figure
 from aeclust.report.figures import confusion_figure, embedding_figure, history_figure
 from aeclust.report.grids import check_indices, reconstruction_figure, typical_figure
 from aeclust.report.html import RunSection, render_page
+from aeclust.report.prediction import is_prediction_dir, load_prediction, prediction_images, write_prediction_report
 from aeclust.report.runs import FinishedRun, class_names, images_for, load_runs
 from aeclust.report.style import save_figure
 from aeclust.report.table import table_rows, text_table
 from aeclust.rundir import RunDir
 from aeclust.train import log
 
-INDEX_FILE = "index.html"
-TABLE_FILE = "table.md"  # the results table as Markdown, to quote in a note
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 
 
@@ -139,8 +138,19 @@ def build_report(
     """Build a report of finished runs in a new directory; return the path of its ``index.html``.
 
     ``images`` are the images the runs were made from; by default they are loaded from the runs' ``config.data``.
-    Everything is read and checked before the directory is made, so bad input leaves nothing behind.
+    Everything is read and checked before the directory is made, so bad input leaves nothing behind. A directory
+    written by ``aeclust predict`` is reported on its own: its clusters' sizes, scores and browser.
     """
+    predictions = [str(path) for path in run_dirs if is_prediction_dir(path)]
+    if predictions:
+        if len(run_dirs) > 1:
+            raise ConfigError(
+                f"report: {predictions[0]} was written by aeclust predict and is reported on its own; "
+                f"expected it alone, found {len(run_dirs)} directories"
+            )
+        prediction = load_prediction(run_dirs[0])
+        images = prediction_images(prediction, images)
+        return write_prediction_report(prediction, images, prepare_report_dir(out_dir, force))
     runs = load_runs(run_dirs)
     images = images_for(runs, images)
     indices = check_indices(indices, images)
@@ -148,7 +158,11 @@ def build_report(
 
 
 def _compared_config(
-    model: str | RunConfig, data: str | None, seed: int, epochs: int | None, threads: int | None,
+    model: str | RunConfig,
+    data: str | None,
+    seed: int,
+    epochs: int | None,
+    threads: int | None,
     image_size: int | None = None,
 ) -> RunConfig:
     config = preset(model) if isinstance(model, str) else copy.deepcopy(model)

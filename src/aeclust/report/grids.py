@@ -14,7 +14,7 @@ from aeclust.data import ImageSet
 from aeclust.infer import reconstruct
 from aeclust.errors import InputError
 from aeclust.metrics import matching
-from aeclust.report.runs import FinishedRun
+from aeclust.report.runs import FinishedRun, typicality_order
 from aeclust.report.style import UNKNOWN_GREY, class_name, colour, new_figure
 from aeclust.train import load_model
 
@@ -78,22 +78,6 @@ def reconstruction_figure(
         "trainX index (and true class, when known); under each reconstruction its MSE in [-1, 1] space", fontsize=9
     )
     return figure
-
-
-def typicality_order(embedding: np.ndarray, clusters: np.ndarray, cluster: int) -> np.ndarray:
-    """The cluster's members, closest to the cluster's centre first.
-
-    Distance is measured in the 2-D embedding, not in the reduced features, because the embedding is the space
-    the clusterer partitioned: with k-means (the default) the centre is the clusterer's own centroid, so
-    "typical" means what decided the assignment. The reduced features (200-D after KernelPCA) are not kept in a run, and in that many dimensions
-    distances crowd together, so near and far would differ less. t-SNE keeps neighbourhoods rather than global
-    distances: the least typical images are those on the cluster's rim, often next to another cluster, which
-    are the borderline cases a user wants to see.
-    """
-    members = np.flatnonzero(clusters == cluster)
-    centre = embedding[members].mean(axis=0)
-    distance = np.linalg.norm(embedding[members] - centre, axis=1)
-    return members[np.argsort(distance, kind="stable")]
 
 
 def montage(pictures: np.ndarray, frame_colours: Sequence[str], columns: int) -> np.ndarray:

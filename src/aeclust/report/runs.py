@@ -26,6 +26,22 @@ class KSelection:
     k_range: tuple[int, int] | None = None
 
 
+def typicality_order(embedding: np.ndarray, clusters: np.ndarray, cluster: int) -> np.ndarray:
+    """The cluster's members, closest to the cluster's centre first.
+
+    Distance is measured in the 2-D embedding, not in the reduced features, because the embedding is the space
+    the clusterer partitioned: with k-means (the default) the centre is the clusterer's own centroid, so
+    "typical" means what decided the assignment. The reduced features (200-D after KernelPCA) are not kept in a run, and in that many dimensions
+    distances crowd together, so near and far would differ less. t-SNE keeps neighbourhoods rather than global
+    distances: the least typical images are those on the cluster's rim, often next to another cluster, which
+    are the borderline cases a user wants to see.
+    """
+    members = np.flatnonzero(clusters == cluster)
+    centre = embedding[members].mean(axis=0)
+    distance = np.linalg.norm(embedding[members] - centre, axis=1)
+    return members[np.argsort(distance, kind="stable")]
+
+
 @dataclass
 class FinishedRun:
     """One run directory's outputs; ``label`` is how the report names it (the model, made unique)."""
@@ -41,6 +57,18 @@ class FinishedRun:
     label: str
     train_ids: list[str] | None = None  # prediction.csv's ids, one per train image, when the run has the file
     k_selection: KSelection | None = None
+    # A predict directory's: how surely each image sits in its cluster (it has no embedding to measure by), and how
+    # the browser names its images and their order.
+    confidence: np.ndarray | None = None
+    images_word: str = "train images"
+    order_note: str = "closest to the cluster's centre first"
+
+    def members_in_order(self, cluster: int) -> np.ndarray:
+        """The cluster's images, most typical first."""
+        if self.confidence is not None:
+            members = np.flatnonzero(self.train_clusters == cluster)
+            return members[np.argsort(-self.confidence[members], kind="stable")]
+        return typicality_order(self.train_embedding, self.train_clusters, cluster)
 
     @property
     def checkpoint(self) -> Path:
