@@ -225,3 +225,21 @@ def test_pages_read_from_a_store_stop_counting_as_resident_memory_once_released(
     assert resident_kb(store / IMAGES_FILE) < 100
     assert np.array_equal(np.asarray(images), expected)  # and reads back the same
     release_pages(np.zeros(3))  # not memory-mapped: nothing to do
+
+
+def test_an_archive_holding_one_path_twice_keeps_its_last_copy_in_memory_and_in_the_store(tmp_path):
+    import io
+
+    first, second = random_images(2, 16, seed=5)
+    archive = tmp_path / "twice.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name, pixels in (("a/x.png", first), ("b/y.png", first), ("a/x.png", second)):
+            buffer = io.BytesIO()
+            Image.fromarray(pixels).save(buffer, format="PNG")
+            info = tarfile.TarInfo(name)
+            info.size = len(buffer.getvalue())
+            tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    in_memory = load_images(archive, image_size=16, store=False)
+    assert in_memory.train_ids == ["a/x.png", "b/y.png"]
+    assert np.array_equal(in_memory.train_images[0], second)
+    assert_same_set(load_images(archive, image_size=16), in_memory)

@@ -141,7 +141,7 @@ def images_from_files(
     """
     notes = notes if notes is not None else []
     rows = rows if rows is not None else MemoryRows()
-    decoded: list[PurePosixPath] = []
+    decoded: dict[PurePosixPath, int] = {}  # each image's row; a path met twice (an archive may) keeps its last
     unreadable: dict[PurePosixPath, str] = {}
     other_files: list[PurePosixPath] = []
 
@@ -152,12 +152,14 @@ def images_from_files(
             else:
                 yield relative, contents
 
+    rows_written = 0
     for relative, result in decode_entries(image_entries(), image_size, where):
         if isinstance(result, str):
             unreadable[relative] = result
         else:
+            decoded[relative] = rows_written
             rows.append(result)
-            decoded.append(relative)
+            rows_written += 1
 
     if not decoded:
         raise _nothing_readable(where, kind, unreadable, other_files, describe)
@@ -171,8 +173,8 @@ def images_from_files(
         warn(summary)
         notes.append(summary)
 
-    order = sorted(range(len(decoded)), key=decoded.__getitem__)
-    paths = [decoded[i] for i in order]
+    paths = sorted(decoded)
+    order = [decoded[path] for path in paths]
     train_labels = class_names = None
     classes = folder_classes(paths)
     if None in classes and set(classes) != {None}:
