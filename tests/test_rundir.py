@@ -39,7 +39,7 @@ def test_every_file_has_its_place(tmp_path):
     assert run_dir.epoch_checkpoint(120) == tmp_path / "run" / "checkpoints" / "epoch_120.pt"
     assert [run_dir.array(name).relative_to(run_dir.path).as_posix() for name in ARRAY_NAMES] == [
         "arrays/train_latents.npy", "arrays/val_latents.npy", "arrays/train_embedding.npy",
-        "arrays/train_clusters.npy", "arrays/val_embedding.npy", "arrays/val_clusters.npy",
+        "arrays/train_clusters.npy", "arrays/val_embedding.npy", "arrays/val_clusters.npy", "arrays/confidence.npy",
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown run array 'train_latent'; expected one of: train_latents, "):
         run_dir.array("train_latent")
