@@ -119,10 +119,10 @@ class ClustererChoice:
     @property
     def reason(self) -> str:
         merge, kmeans = self.agreement["kmeans-merge"], self.agreement["kmeans"]
-        verdict = "more" if self.chosen == "kmeans-merge" else "not enough more"
+        above = "above" if self.chosen == "kmeans-merge" else "not above"
         return (
             f"{100 * merge:.1f} % of nearest-neighbour pairs share a cluster under kmeans-merge, {100 * kmeans:.1f} % "
-            f"under k-means: {verdict} than the margin of {100 * self.margin:.1f} points"
+            f"under k-means: {100 * (merge - kmeans):+.1f} points, {above} the margin of {100 * self.margin:.1f}"
         )
 
     def to_dict(self) -> dict:
