@@ -25,6 +25,7 @@ features (its pooled, unit-length latents): recall of the k nearest neighbours a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -35,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from aeclust.data import ImageSet, load_images
 
 BASE_IMAGES = 50_000
 SHIFTS = [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (2, 2), (-2, 2), (2, -2), (-2, -2), (3, 0), (0, 3)]
@@ -59,14 +62,18 @@ def variant(image: np.ndarray, copy: int) -> np.ndarray:
     return np.ascontiguousarray(padded[pad + dy : pad + dy + side, pad + dx : pad + dx + side])
 
 
+@functools.lru_cache(maxsize=1)
+def base_images(archive: Path) -> ImageSet:
+    """The CIFAR-10 images every set is made from: decoded once, through the store, for every size."""
+    return load_images(archive)
+
+
 def make_source(archive: Path, out: Path, count: int) -> Path:
     """A folder of ``count`` JPEGs in class folders, written once (a marker file says it is whole)."""
     folder = out / "sources" / str(count)
     if (folder / ".complete").is_file():
         return folder
-    from aeclust.data import load_images
-
-    base = load_images(archive, store=False)
+    base = base_images(archive)
     if len(base.train_images) < BASE_IMAGES:
         raise SystemExit(f"{archive}: expected the {BASE_IMAGES} CIFAR-10 train images, found {len(base.train_images)}")
     shutil.rmtree(folder, ignore_errors=True)
