@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aeclust.cluster import CLUSTERERS, MERGE_MARGIN, choose_clusterer, cluster
+from aeclust.cluster import CLUSTERERS, MERGE_MARGIN, TWO_CLUSTERS_REASON, choose_clusterer, cluster
 from aeclust.metrics import clustering_scores
 from aeclust.refine import resolve_balance
 
@@ -69,6 +69,15 @@ def test_auto_keeps_kmeans_and_its_exact_clusters_on_even_groups():
     assert clustering_scores(labels, choice.clusters)["accuracy"] == 1.0
     few = points[::150]  # 6 points: kmeans-merge cannot over-cluster, so there is nothing to choose
     assert choose_clusterer(few, 3, seed=0).chosen == "kmeans"
+
+
+def test_auto_keeps_two_clusters_k_means_even_where_a_merge_would_keep_more_neighbours_together():
+    points, _ = uneven_groups()
+    points = points[:900]  # the disc and the larger blob: two groups, 700 / 200
+    choice = choose_clusterer(points, 2, seed=0)
+    assert choice.chosen == "kmeans" and choice.reason == TWO_CLUSTERS_REASON
+    assert np.array_equal(choice.clusters, cluster(points, 2, "kmeans", seed=0))
+    assert choice.to_dict()["neighbour_agreement"] == {}
 
 
 def test_auto_balance_keeps_the_sizes_only_of_clusters_kmeans_merge_found():

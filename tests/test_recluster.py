@@ -88,7 +88,7 @@ def test_recluster_takes_other_cluster_and_refine_settings(finished, small_set, 
 
 def test_the_auto_clusterer_records_its_choice_and_refines_with_the_balance_it_implies(finished, small_set, tmp_path):
     result = recluster(
-        finished, 2, tmp_path / "auto", images=small_set, settings=["cluster.clusterer=auto", "refine.balance=auto"]
+        finished, 3, tmp_path / "auto", images=small_set, settings=["cluster.clusterer=auto", "refine.balance=auto"]
     )
     choice = result.metrics["clusterer_choice"]
     assert choice["chosen"] in ("kmeans", "kmeans-merge")
