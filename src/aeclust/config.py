@@ -75,7 +75,7 @@ class ClusterConfig:
     embedder: str = "tsne"  # none | tsne | sklearn-tsne | umap
     perplexity: float = 30.0
     # kmeans | kmeans-merge (over-cluster, then join neighbouring pieces) | gmm | agglomerative | auto (k-means, or
-    # kmeans-merge where its clusters keep clearly more nearest-neighbour pairs together: uneven groups)
+    # for three clusters or more kmeans-merge where its clusters keep clearly more nearest-neighbour pairs together)
     clusterer: str = "kmeans"
 
 

@@ -51,7 +51,7 @@ MODELS: dict[str, Callable[[], RunConfig]] = {
 # found again after each epoch. Temperature 0.2, not SimCLR's 0.5: better on two of four sets, level (within seed
 # noise) on the other two (section 10). Views of 24×24 pixels cost about 40 % less per epoch than full-size ones,
 # which buys 7 epochs instead of 5 in less time: better on all four sets (section 11). k-means gives way to
-# kmeans-merge, and the refinement then keeps its sizes, only where the groups look uneven (section 17).
+# kmeans-merge, and the refinement then keeps its sizes, only where three or more groups look uneven (section 17).
 CONTRASTIVE = _preset(
     "contrastive",
     dict(
