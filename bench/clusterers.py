@@ -4,8 +4,10 @@
 
 For each run (its data must have train labels, which only score), the run's own clustering stage (latent mode,
 scaling, reducer, embedder) is redone with each clusterer at the run's k, before any refinement. Prints
-clusterer | accuracy (Hungarian) | NMI | ARI | cluster shares (largest first) | seconds, and the true shares, so
-uneven classes show whether a clusterer keeps them uneven.
+clusterer | accuracy (Hungarian) | NMI | ARI | cluster shares (largest first) | neighbour pairs kept | seconds, and
+the true shares, so uneven classes show whether a clusterer keeps them uneven. "Neighbour pairs kept" is the share
+of (image, one of its 10 nearest neighbours) pairs inside one cluster, at the first seed: what the "auto"
+clusterer compares (docs/results.md, section 17).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aeclust.cluster import CLUSTERERS, cluster_latents
+from aeclust.cluster import CLUSTERERS, cluster_latents, neighbour_agreement, neighbour_indices
 from aeclust.data import load_images
 from aeclust.metrics import clustering_scores
 from aeclust.rundir import RunDir
@@ -39,7 +41,7 @@ def compare(run_dir: Path, clusterers: list[str], seeds: list[int]) -> list[str]
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
     latents = directory.load_array("train_latents")
     k = metrics.get("k", config.cluster.k)
-    rows = []
+    rows, indices = [], None
     for name in clusterers:
         settings = copy.deepcopy(config.cluster)
         settings.k, settings.clusterer = k, name
@@ -53,7 +55,11 @@ def compare(run_dir: Path, clusterers: list[str], seeds: list[int]) -> list[str]
 
         seconds = statistics.mean(result.seconds["cluster"] for result in results)
         sizes = np.bincount(results[0].clusters, minlength=k)
-        rows.append(f"| {name} | {mean('accuracy')} | {mean('nmi')} | {mean('ari')} | {shares(sizes)} | {seconds:.1f} |")
+        indices = neighbour_indices(results[0].embedding) if indices is None else indices
+        kept = neighbour_agreement(indices, results[0].clusters)
+        rows.append(
+            f"| {name} | {mean('accuracy')} | {mean('nmi')} | {mean('ari')} | {shares(sizes)} | {kept:.3f} | {seconds:.1f} |"
+        )
     true = shares(list(Counter(images.train_labels.tolist()).values()))
     return [f"\n{run_dir} (k = {k}, {len(latents)} images; true shares {true})", *rows]
 
@@ -64,7 +70,7 @@ def main() -> None:
     parser.add_argument("--clusterers", nargs="*", default=["kmeans", "kmeans-merge"], choices=list(CLUSTERERS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0])
     args = parser.parse_args()
-    print("| clusterer | accuracy | NMI | ARI | cluster shares % | s |\n|---|---|---|---|---|---|")
+    print("| clusterer | accuracy | NMI | ARI | cluster shares % | neighbour pairs kept | s |\n|---|---|---|---|---|---|---|")
     for run_dir in args.run_dirs:
         print("\n".join(compare(run_dir, args.clusterers, args.seeds)), flush=True)
 

@@ -200,6 +200,7 @@ def test_clusterers_bench_redoes_the_runs_own_clustering_with_each_clusterer(sma
     kmeans_row = rows[1].split(" | ")
     assert kmeans_row[0] == "| kmeans" and float(kmeans_row[1]) == pytest.approx(metrics["train_accuracy"], abs=5e-4)
     assert rows[2].startswith("| kmeans-merge | ")
+    assert 0.5 < float(kmeans_row[5]) <= 1.0  # the share of neighbour pairs k-means keeps in one cluster
     with pytest.raises(SystemExit, match="has no train labels"):
         unlabelled = tmp_path / "unlabelled"
         unlabelled.mkdir()
