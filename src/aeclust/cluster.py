@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,10 +14,9 @@ from sklearn.mixture import GaussianMixture
 from aeclust.choose_k import KSelection, choose_k
 from aeclust.config import AUTO_K, ClusterConfig
 from aeclust.embed import latent_features
-from aeclust.neighbours import nearest_neighbours
 from aeclust.errors import ConfigError, unknown_name
+from aeclust.neighbours import nearest_neighbours
 from aeclust.reduce import embed_2d, reduce
-
 
 # Above this many points k-means is faiss's: scikit-learn's, with its restarts, took 51 s on 50,000 points of 128
 # numbers on 2 cores (docs/results.md, section 14), so about 17 minutes at a million; faiss fits on a sample of at
@@ -109,7 +108,8 @@ MERGE_MARGIN = 0.003
 # birds-vs-airplanes (seed 0) it kept 1.4 points more pairs with a 75 / 25 split and lost 0.17 accuracy. Two
 # clusters stay k-means's; from three up, every balanced set measured chose k-means anyway.
 MERGE_MIN_K = 3
-TWO_CLUSTERS_REASON = "two clusters are always k-means's: kmeans-merge can keep more neighbour pairs by a lopsided split"
+TWO_CLUSTERS_REASON = "two clusters are k-means's: kmeans-merge can keep more neighbour pairs by a lopsided split"
+TOO_FEW_REASON = "too few points to over-cluster: kmeans-merge would be k-means"
 
 
 @dataclass
@@ -119,7 +119,6 @@ class ClustererChoice:
     chosen: str
     clusters: np.ndarray
     agreement: dict[str, float]  # per clusterer tried: the share of nearest-neighbour pairs inside one cluster
-    margin: float = MERGE_MARGIN
     reason_given: str | None = None  # when the choice was made without comparing the two
 
     @property
@@ -130,12 +129,13 @@ class ClustererChoice:
         above = "above" if self.chosen == "kmeans-merge" else "not above"
         return (
             f"{100 * merge:.1f} % of nearest-neighbour pairs share a cluster under kmeans-merge, {100 * kmeans:.1f} % "
-            f"under k-means: {100 * (merge - kmeans):+.1f} points, {above} the margin of {100 * self.margin:.1f}"
+            f"under k-means: {100 * (merge - kmeans):+.1f} points, {above} the margin of {100 * MERGE_MARGIN:.1f}"
         )
 
     def to_dict(self) -> dict:
-        agreement = self.agreement
-        return {"chosen": self.chosen, "neighbour_agreement": agreement, "margin": self.margin, "reason": self.reason}
+        return {
+            "chosen": self.chosen, "neighbour_agreement": self.agreement, "margin": MERGE_MARGIN, "reason": self.reason,
+        }  # fmt: skip
 
 
 def choose_clusterer(points: np.ndarray, k: int, seed: int) -> ClustererChoice:
@@ -144,11 +144,12 @@ def choose_clusterer(points: np.ndarray, k: int, seed: int) -> ClustererChoice:
     k-means cuts a large group in parts and joins small ones, which costs it neighbour pairs across the cut; on even
     groups its clusters keep as many pairs as the merge's or more, and it is the more accurate of the two.
     """
+    check_k(k, len(points))
     kmeans = _kmeans(points, k, seed)
     if k < MERGE_MIN_K:
         return ClustererChoice("kmeans", kmeans, {}, reason_given=TWO_CLUSTERS_REASON)
-    if min(PIECES_PER_CLUSTER * k, len(points) // 2) <= k:  # too few points for kmeans-merge to differ
-        return ClustererChoice("kmeans", kmeans, {"kmeans": 1.0, "kmeans-merge": 1.0})
+    if min(PIECES_PER_CLUSTER * k, len(points) // 2) <= k:
+        return ClustererChoice("kmeans", kmeans, {}, reason_given=TOO_FEW_REASON)
     indices = neighbour_indices(points)
     merged = _kmeans_merge(points, k, seed, indices)
     agreement = {"kmeans": neighbour_agreement(indices, kmeans), "kmeans-merge": neighbour_agreement(indices, merged)}
@@ -212,13 +213,8 @@ def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -
         selection = choose_k(embedding, config.k_min, config.k_max, config.k_criterion, seed)
     chosen_at = time.perf_counter()
     k = config.k if selection is None else selection.chosen
-    choice = None
-    if config.clusterer == "auto":
-        check_k(k, len(embedding))
-        choice = choose_clusterer(embedding, k, seed)
-        clusters = choice.clusters
-    else:
-        clusters = cluster(embedding, k, config.clusterer, seed)
+    choice = choose_clusterer(embedding, k, seed) if config.clusterer == "auto" else None
+    clusters = choice.clusters if choice is not None else cluster(embedding, k, config.clusterer, seed)
     seconds = {"reduce": reduced_at - started, "embed": embedded_at - reduced_at}
     if selection is not None:
         seconds["choose_k"] = chosen_at - embedded_at

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aeclust.data.store import RELEASE_EVERY, release_pages
+from aeclust.data.store import PageReleaser
 from aeclust.engine import Engine
 from aeclust.progress import Progress
 
@@ -67,9 +67,9 @@ def infer(
     share = engine.shard(len(images))
     progress = Progress(len(images), "encoding", "image", enabled=engine.is_main)
     try:
-        for number, start in enumerate(range(share.start, share.stop, batch_size)):
-            if number % RELEASE_EVERY == RELEASE_EVERY - 1:
-                release_pages(images)
+        pages = PageReleaser(images)
+        for start in range(share.start, share.stop, batch_size):
+            pages.batch_read()
             batch = engine.images_to_device(images[start : min(start + batch_size, share.stop)])
             progress.update(len(batch) * engine.world_size)
             with engine.autocast():

@@ -53,8 +53,7 @@ def nearest_neighbours(
     if len(features) <= exact_limit:
         found = exact_neighbours(features.to(device), k, rows, metric)
     else:
-        found = approximate_neighbours(features.numpy() if features.device.type == "cpu" else features.cpu().numpy(),
-                                       k, rows, metric).to(device)  # fmt: skip
+        found = approximate_neighbours(features.cpu().numpy(), k, rows, metric).to(device)
     if engine is not None and engine.distributed:
         found = engine.gather(found.to(engine.collective_device))
     return found.cpu()

@@ -238,12 +238,8 @@ def cluster_refine_and_write(
         if engine.is_main
         else None
     )
-    balance = resolve_balance(config.refine.balance, chosen_clusterer)
-    config = replace(
-        config,
-        cluster=replace(config.cluster, k=chosen_k, clusterer=chosen_clusterer),
-        refine=replace(config.refine, balance=balance),
-    )
+    # From here the clusterer is the one "auto" chose: val is cut by it, and the refiner holds its sizes by it.
+    config = replace(config, cluster=replace(config.cluster, k=chosen_k, clusterer=chosen_clusterer))
     if images.has_val and val_clustering is None and engine.is_main:
         val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
     if config.refine.total_epochs > 0:
@@ -251,7 +247,7 @@ def cluster_refine_and_write(
             metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
         if val_clustering is not None:
             metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, val_clustering.clusters)
-        metrics["refine_balance"] = balance
+        balance = metrics["refine_balance"] = resolve_balance(config.refine.balance, chosen_clusterer)
         log(
             f"refining the {config.cluster.k} clusters: {config.refine.epochs} epochs of neighbour consistency, "
             f"{config.refine.self_label_epochs} of self-labelling, sizes held {BALANCE_WORDS[balance]}"

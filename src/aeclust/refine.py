@@ -25,7 +25,7 @@ from torch import nn
 from aeclust.augment import contrastive_view
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet
-from aeclust.data.store import RELEASE_EVERY, release_pages
+from aeclust.data.store import PageReleaser
 from aeclust.engine import Engine, start_engine
 from aeclust.errors import unknown_name
 from aeclust.infer import infer, pooled_unit_latents
@@ -136,7 +136,7 @@ class NeighbourRefiner:
         self.cluster_model = ClusterModel(model).to(self.engine.device, memory_format=torch.channels_last)
         # Seconds spent in each part, over the refinement: encoding, neighbour mining, the epochs themselves.
         self.seconds = {"encode": 0.0, "neighbours": 0.0, "epochs": 0.0}
-        self.views_drawn = 0
+        self.pages = PageReleaser(images.train_images)
         features = self.encode_pooled(images.train_images)
         self.neighbour_count = neighbour_count(self.settings.neighbours, len(features), k)
         self.neighbours = self.find_neighbours(features)
@@ -215,9 +215,7 @@ class NeighbourRefiner:
         self.neighbours = self.find_neighbours(self.encode_pooled(self.images.train_images))
 
     def views(self, indices: torch.Tensor) -> torch.Tensor:
-        self.views_drawn += 1
-        if self.views_drawn % RELEASE_EVERY == 0:
-            release_pages(self.images.train_images)
+        self.pages.batch_read()
         batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
         return contrastive_view(batch, self.view_generator, self.view_config)
 

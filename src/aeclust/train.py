@@ -7,7 +7,6 @@ weights, optimizer, the random generators' states, the epoch and the history so 
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import sys
@@ -23,7 +22,7 @@ from torch import nn
 from aeclust.cluster import Clustering, cluster_latents
 from aeclust.config import ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
-from aeclust.data.store import RELEASE_EVERY, release_pages
+from aeclust.data.store import PageReleaser
 from aeclust.engine import Engine, start_engine, torchrun_world
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.infer import infer
@@ -256,11 +255,10 @@ class Trainer:
         self.method.train()
         order = torch.randperm(len(self.images.train_images), generator=self.generator)
 
-        steps = itertools.count(1)
+        pages = PageReleaser(self.images.train_images)
 
         def step(indices: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
-            if next(steps) % RELEASE_EVERY == 0:
-                release_pages(self.images.train_images)
+            pages.batch_read()
             batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
             loss, sums = self.training_module(batch, self.view_generator)
             return loss, len(indices), sums

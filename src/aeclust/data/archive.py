@@ -13,10 +13,10 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from aeclust.data.folder import FileEntry, Rows, decode_through_store, images_from_files, warn
+from aeclust.data.folder import FileEntry, Rows, images_from_files, warn
 from aeclust.data.images import ImageSet
 from aeclust.data.pixels import UnreadableImageError, one_line
-from aeclust.data.store import file_key
+from aeclust.data.store import decode_through_store, file_key
 from aeclust.errors import InputError
 
 ZIP_SUFFIXES = (".zip",)

@@ -17,7 +17,7 @@ import numpy as np
 
 from aeclust.data.images import ImageSet
 from aeclust.data.pixels import IMAGE_EXTENSIONS, UnreadableImageError, is_image_name, read_image
-from aeclust.data.store import StoreWriter, folder_key, open_store
+from aeclust.data.store import decode_through_store, folder_key
 from aeclust.errors import InputError
 from aeclust.progress import Progress
 
@@ -235,21 +235,6 @@ def _walk(directory: Path) -> Iterator[FileEntry]:
         for file in sorted(files):
             path = Path(folder, file)
             yield PurePosixPath(path.relative_to(directory).as_posix()), (lambda path=path: path)
-
-
-def decode_through_store(
-    key: Callable[[], str], where: str, image_size: int, decode: Callable[[Rows | None], ImageSet], store: bool
-) -> ImageSet:
-    """``decode``'s images, from the store ``key()`` names when there is a whole one, else decoded into it (or, with
-    ``store`` False, into memory, and nothing is written)."""
-    if not store:
-        return decode(None)
-    name = key()
-    stored = open_store(name, where)
-    if stored is not None:
-        return stored
-    with StoreWriter(name, image_size, where) as writer:
-        return writer.publish(decode(writer))
 
 
 def load_image_folder(directory: str | os.PathLike, image_size: int = 32, store: bool = True) -> ImageSet:

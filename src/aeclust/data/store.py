@@ -17,13 +17,17 @@ import mmap
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aeclust.data.images import ImageSet
 from aeclust.errors import InputError
+
+if TYPE_CHECKING:
+    from aeclust.data.folder import Rows
 
 # Bump when the decoding or the layout of a store changes, so stores written before are not reused.
 STORE_FORMAT = 1
@@ -195,6 +199,21 @@ class StoreWriter:
         return InputError(f"{stores_dir()}: could not write the decoded images of {self.where} there ({error})")
 
 
+def decode_through_store(
+    key: Callable[[], str], where: str, image_size: int, decode: Callable[["Rows | None"], ImageSet], store: bool
+) -> ImageSet:
+    """``decode``'s images, from the store ``key()`` names when there is a whole one, else decoded into it (or, with
+    ``store`` False, into memory, and nothing is written)."""
+    if not store:
+        return decode(None)
+    name = key()
+    stored = open_store(name, where)
+    if stored is not None:
+        return stored
+    with StoreWriter(name, image_size, where) as writer:
+        return writer.publish(decode(writer))
+
+
 def remove_abandoned(key: str) -> None:
     """Remove partial stores of ``key`` whose builder is gone (killed mid-build)."""
     for partial in stores_dir().glob(f"{key}{PARTIAL_MARK}*"):
@@ -221,6 +240,18 @@ def _fsync(path: Path) -> None:
 
 
 RELEASE_EVERY = 64  # batches read from a store between two calls of release_pages
+
+
+class PageReleaser:
+    """Releases the pages of ``images`` (see :func:`release_pages`) once every :data:`RELEASE_EVERY` batches read."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images, self.batches = images, 0
+
+    def batch_read(self) -> None:
+        self.batches += 1
+        if self.batches % RELEASE_EVERY == 0:
+            release_pages(self.images)
 
 
 def release_pages(images: np.ndarray) -> None:
