@@ -67,7 +67,7 @@ def checkpoint_moves_to_cpu(run_dir: Path) -> float:
 
     gpu = infer(on_gpu, images, engine=Engine(torch.device("cuda"))).latents
     cpu = infer(on_cpu, images).latents
-    return float((gpu - cpu).abs().max() / cpu.abs().max())
+    return float(np.abs(gpu - cpu).max() / np.abs(cpu).max())
 
 
 def main() -> int:

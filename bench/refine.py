@@ -40,7 +40,7 @@ def refine(run_dir: Path, epochs: int, overrides: list[str]) -> dict:
         raise SystemExit(f"{run_dir}: its data has no train labels to score against")
     model, _ = load_model(directory.last_checkpoint)
     started = time.perf_counter()
-    latents = infer(model, images.train_images).latents.numpy()
+    latents = infer(model, images.train_images).latents
     kmeans = cluster(latent_features(latents, "pool", "l2"), config.cluster.k, "kmeans", config.seed)
     per_epoch = []
     refiner = NeighbourRefiner(model, images, config, kmeans)

@@ -2,7 +2,7 @@
 100,000 and 1,000,000 images, beside the in-memory path (no decoded store) where it can run.
 
     python bench/scale.py CIFAR10_TRAIN_JPG_TAR_GZ [--sizes 10000 100000 1000000] [--in-memory-up-to 100000]
-                          [--out DIR]
+                          [--full-epoch-up-to 100000] [--epoch-sample-seconds 600] [--out DIR]
     python bench/scale.py --recall RUN_DIR [--neighbours 20]
 
 The sets are made from the 50,000 CIFAR-10 train JPEGs: image i is image i mod 50,000, flipped left-right when
@@ -14,6 +14,12 @@ OUT/sources/N. Each stage runs in a process of its own, so its peak resident mem
 - run: ``aeclust run --epochs 1 --refine-epochs 1``: its metrics.json times one training epoch, the epoch's
   evaluation (encoding every image), the clustering stage (k-means), neighbour mining and one refinement epoch;
 - predict: ``aeclust predict`` of the same folder into the finished run.
+
+Above ``--full-epoch-up-to`` images (an epoch of a million takes over an hour on 2 cores) the training epoch is
+sampled: ``aeclust run --epochs 1`` is started, its epoch's progress lines are read for
+``--epoch-sample-seconds``, the process is stopped, and the epoch's seconds are its batches at the rate between the
+first and the last line read (its peak memory is the process's, up to then). The run itself is then made with
+``--epochs 0``: every stage after training, on the untrained model (the same work as on a trained one).
 
 Peak memory is the process's maximum resident set (ru_maxrss), which counts the pages of the memory-mapped store
 it has touched. Results go to OUT/results.json as they come, so a stopped benchmark goes on where it stopped.
@@ -28,6 +34,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +51,7 @@ SHIFTS = [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1), (2, 2), (-2, 2), (2, -2), (-
 RUN_STAGES = {  # metrics.json timing → the row it is reported as
     "train_seconds": "one training epoch",
     "epoch_eval_seconds": "encoding every image (the epoch's evaluation)",
+    "latent_seconds": "encoding every image (after no training)",
     "train_cluster_step_seconds": "clustering stage (k-means)",
     "refine_neighbours_seconds": "neighbour mining (twice: before and after the epoch)",
     "refine_epochs_seconds": "one refinement epoch",
@@ -99,8 +107,38 @@ def measured(command: list[str], env: dict[str, str]) -> tuple[float, float, int
     return time.perf_counter() - started, usage.ru_maxrss / 2**20, process.returncode
 
 
-def stage_rows(source: Path, out: Path, count: int, in_memory: bool) -> list[dict]:
-    """Every stage at ``count`` images, by the store's path and (``in_memory``) by the in-memory one."""
+EPOCH_PROGRESS = re.compile(r"epoch 1/1: ([\d,]+) of ([\d,]+) batches")
+
+
+def sampled_epoch(command: list[str], env: dict[str, str], seconds: float) -> tuple[float, float, int]:
+    """Start ``command`` (a one-epoch run), read its epoch's progress lines for ``seconds``, stop it; the epoch's
+    seconds at the rate between the first and the last line read, its peak memory in GB, and how many batches ran."""
+    process = subprocess.Popen(command, env=env | {"PYTHONUNBUFFERED": "1"}, stderr=subprocess.PIPE, text=True)
+    first = last = None
+    for line in process.stderr:
+        print(line, end="", file=sys.stderr, flush=True)
+        match = EPOCH_PROGRESS.search(line)
+        if match is None:
+            continue
+        done, total = (int(group.replace(",", "")) for group in match.groups())
+        last = (time.perf_counter(), done, total)
+        first = first or last
+        if last[0] - first[0] >= seconds:
+            break
+    process.kill()  # a run stopped mid-epoch: the benchmark deletes its directory
+    _, _, usage = os.wait4(process.pid, 0)
+    process.stderr.close()
+    if first is None or last[1] == first[1]:
+        raise SystemExit(f"{' '.join(command)}: its epoch showed no progress to time (need --epoch-sample-seconds >= 60)")
+    rate = (last[1] - first[1]) / (last[0] - first[0])
+    return last[2] / rate, usage.ru_maxrss / 2**20, last[1]
+
+
+def stage_rows(
+    source: Path, out: Path, count: int, in_memory: bool, full_epoch: bool = True, sample_seconds: float = 600
+) -> list[dict]:
+    """Every stage at ``count`` images, by the store's path and (``in_memory``) by the in-memory one; the training
+    epoch sampled (see the module's text) unless ``full_epoch``."""
     rows = []
     python = [sys.executable]
     env = os.environ | {"AECLUST_CACHE": str(out / "cache")}
@@ -114,14 +152,22 @@ def stage_rows(source: Path, out: Path, count: int, in_memory: bool) -> list[dic
         shutil.rmtree(run_dir, ignore_errors=True)
         path_env = env | ({"AECLUST_STORE": "0"} if path == "in-memory" else {})
         command = ["-m", "aeclust", "run", "--data", str(source), "--epochs", "1", "--refine-epochs", "1"]
+        stage = "whole run"
+        if not full_epoch:
+            seconds, memory, batches = sampled_epoch(python + command + ["--out", str(run_dir)], path_env, sample_seconds)
+            label = f"one training epoch (its first {batches:,} batches timed)"
+            rows.append({"stage": label, "path": path, "seconds": seconds, "memory_gb": memory, "exit": 0})
+            shutil.rmtree(run_dir, ignore_errors=True)
+            command[command.index("--epochs") + 1] = "0"
+            stage = "whole run after no training (--epochs 0)"
         seconds, memory, code = measured(python + command + ["--out", str(run_dir)], path_env)
-        rows.append({"stage": "whole run", "path": path, "seconds": seconds, "memory_gb": memory, "exit": code})
+        rows.append({"stage": stage, "path": path, "seconds": seconds, "memory_gb": memory, "exit": code})
         if code == 0:
             timings = json.loads((run_dir / "metrics.json").read_text())["timings"]
             rows += [
                 {"stage": label, "path": path, "seconds": timings[key], "memory_gb": None, "exit": 0}
                 for key, label in RUN_STAGES.items()
-                if key in timings
+                if key in timings and (key != "latent_seconds" or not full_epoch)  # else the epoch's evaluation
             ]
             predict_dir = out / "runs" / f"{count}-{path}-predict"
             shutil.rmtree(predict_dir, ignore_errors=True)
@@ -180,6 +226,8 @@ def main() -> None:
     parser.add_argument("archive", nargs="?", type=Path, help="the CIFAR-10 train JPEGs in class folders (.tar.gz)")
     parser.add_argument("--sizes", nargs="*", type=int, default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--in-memory-up-to", type=int, default=100_000, help="largest N to also run without a store")
+    parser.add_argument("--full-epoch-up-to", type=int, default=100_000, help="largest N to train a whole epoch on")
+    parser.add_argument("--epoch-sample-seconds", type=float, default=600, help="how long a sampled epoch is timed")
     parser.add_argument("--out", type=Path, default=Path("bench-scale"))
     parser.add_argument("--recall", type=Path, metavar="RUN_DIR", help="only measure neighbour recall on this run")
     parser.add_argument("--neighbours", type=int, default=20)
@@ -196,7 +244,10 @@ def main() -> None:
         if str(count) not in results:
             print(f"{count} images", flush=True)
             source = make_source(args.archive, args.out, count)
-            results[str(count)] = stage_rows(source, args.out, count, count <= args.in_memory_up_to)
+            results[str(count)] = stage_rows(
+                source, args.out, count, count <= args.in_memory_up_to, count <= args.full_epoch_up_to,
+                args.epoch_sample_seconds,
+            )  # fmt: skip
             results_path.write_text(json.dumps(results, indent=1))
         print(table({str(count): results[str(count)]}), flush=True)
     print("\n" + table({str(count): results[str(count)] for count in args.sizes}))

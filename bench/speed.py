@@ -107,7 +107,7 @@ def growth(archive: Path, model_run: Path) -> None:
         f"{cluster.clusterer}), then its refinement ({config.refine.total_epochs} epochs)"
     )
     images = load_images(archive)
-    latents = infer(model, images.train_images).latents.numpy()
+    latents = infer(model, images.train_images).latents
     print("| N | clustering s | per 1,000 | refinement s | per 1,000 |\n|---|---|---|---|---|")
     for n in (2000, 8500, len(latents)):
         chosen = np.random.default_rng(0).permutation(len(latents))[:n]

@@ -2,6 +2,9 @@
 
 import importlib.util
 import json
+import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +240,22 @@ def test_scale_makes_its_sets_by_flips_and_shifts_and_measures_every_stage(cifar
         tmp_path / "runs" / "250-in-memory" / "prediction.csv"
     ).read_bytes()
     assert "| 250 | predict |" in scale.table({"250": rows})
+
+
+def test_scale_times_a_sampled_epoch_by_its_progress_lines_and_stops_it():
+    scale = load_bench("scale.py")
+    # A stand-in for a long epoch: a line every 0.2 s, 10 batches apart, of 1,000 batches; it would run for minutes.
+    script = (
+        "import sys, time\n"
+        "for done in range(10, 1001, 10):\n"
+        "    print(f'aeclust: epoch 1/1: {done:,} of 1,000 batches (1 %), 50.0 batches/s', file=sys.stderr, flush=True)\n"
+        "    time.sleep(0.2)\n"
+    )
+    started = time.perf_counter()
+    seconds, memory, batches = scale.sampled_epoch([sys.executable, "-c", script], dict(os.environ), 1.0)
+    assert time.perf_counter() - started < 10  # stopped, not waited for
+    assert 40 <= batches <= 80
+    assert seconds == pytest.approx(1000 / 50, rel=0.3)  # 10 batches per 0.2 s
+    assert 0 < memory < 1
+    with pytest.raises(SystemExit, match="its epoch showed no progress to time"):
+        scale.sampled_epoch([sys.executable, "-c", "print('no epoch here')"], dict(os.environ), 1.0)

@@ -98,3 +98,21 @@ def test_kmeans_on_many_points_is_faiss_and_finds_the_same_groups(monkeypatch):
     assert np.array_equal(faiss_clusters, cluster(points, 3, "kmeans", seed=0))  # the same seed, the same clusters
     merged = cluster(*uneven_groups()[:1], 3, "kmeans-merge", seed=0)  # its pieces by faiss too
     assert clustering_scores(uneven_groups()[1], merged)["accuracy"] > 0.95
+
+
+def test_pooled_features_of_memory_mapped_latents_equal_a_whole_array_mean_bit_for_bit(tmp_path, monkeypatch):
+    from aeclust import embed
+
+    monkeypatch.setattr(embed, "POOL_CHUNK", 7)  # several chunks, the last one short
+    latents = np.random.default_rng(0).normal(size=(40, 5, 4, 4)).astype(np.float32)
+    np.save(tmp_path / "latents.npy", latents)
+    mapped = np.load(tmp_path / "latents.npy", mmap_mode="r")
+    for scaling in ("none", "l2", "standardize"):
+        expected = latents.mean(axis=(2, 3))
+        if scaling == "l2":
+            expected = expected / (np.linalg.norm(expected, axis=1, keepdims=True) + 1e-12)
+        elif scaling == "standardize":
+            expected = (expected - expected.mean(axis=0)) / (expected.std(axis=0) + 1e-6)
+        assert np.array_equal(embed.latent_features(mapped, "pool", scaling), expected.astype(np.float32))
+    both = embed.latent_features(mapped, "pool+flatten")
+    assert np.array_equal(both[:, :5], latents.mean(axis=(2, 3))) and np.array_equal(both[:, 5:], latents.reshape(40, -1))

@@ -1,6 +1,7 @@
 """The engine (devices, sharing work among processes), the one inference loop, and the one training loop."""
 
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,12 +95,43 @@ def test_inference_gives_what_the_model_gives_and_leaves_its_mode_alone(small_se
         batch = Engine(CPU).images_to_device(images)
         latent = model.encode(batch)
         reconstruction = model.decode(latent)
-    assert torch.allclose(got.latents, latent, atol=1e-5)
+    assert torch.allclose(torch.from_numpy(got.latents), latent, atol=1e-5)
     assert torch.allclose(got.pooled, pooled_unit_latents(latent), atol=1e-5)
     assert torch.allclose(got.reconstructions, reconstruction, atol=1e-5)
     with torch.no_grad():
         assert torch.allclose(got.probabilities, head(got.pooled).softmax(1), atol=1e-5)
     assert got.mse == pytest.approx(float(((reconstruction - batch) ** 2).mean()), rel=1e-5)
+
+
+def test_latents_written_to_a_file_equal_those_kept_in_memory_and_leave_no_temporary(small_set, tmp_path):
+    torch.manual_seed(0)
+    model = create_autoencoder(tiny_config().model)
+    images = small_set.train_images[:37]
+    in_memory = infer(model, images, ("latents", "mse"), batch_size=4)
+    target = tmp_path / "arrays" / "train_latents.npy"
+    on_disk = infer(model, images, ("latents", "mse"), batch_size=4, latents_file=target)
+    assert isinstance(on_disk.latents, np.memmap) and Path(on_disk.latents.filename) == target
+    assert np.array_equal(on_disk.latents, in_memory.latents) and on_disk.mse == in_memory.mse
+    assert np.array_equal(np.load(target), in_memory.latents)
+    assert [path.name for path in target.parent.iterdir()] == ["train_latents.npy"]
+
+
+def test_an_interrupted_encoding_leaves_neither_a_latents_file_nor_a_temporary(small_set, tmp_path):
+    class Failing(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner, self.batches = create_autoencoder(tiny_config().model), 0
+
+        def encode(self, batch: torch.Tensor) -> torch.Tensor:
+            self.batches += 1
+            if self.batches == 3:
+                raise KeyboardInterrupt
+            return self.inner.encode(batch)
+
+    target = tmp_path / "train_latents.npy"
+    with pytest.raises(KeyboardInterrupt):
+        infer(Failing(), small_set.train_images[:20], batch_size=4, latents_file=target)
+    assert list(tmp_path.iterdir()) == []
 
 
 def _free_port() -> int:

@@ -178,7 +178,7 @@ CASES = [
         "settings changed on resume",
         ["--resume", "{bad}/other_model", "--lr", "0.1", "--model", "baseline"],
         "{bad}/other_model: --resume continues a run with the settings it was started with; found --model, --lr "
-        "too (only --epochs, --threads and --device may change). Start a new run to change them",
+        "too (only --epochs, --threads, --device and --workers may change). Start a new run to change them",
     ),
 ]
 

@@ -131,6 +131,20 @@ def test_arrays_round_trip_and_a_missing_one_is_named(tmp_path):
     assert one_line(error) == f"{run_dir.array('val_embedding')}: val embedding not found"
 
 
+def test_memory_mapped_arrays_are_copied_file_to_file_and_one_of_the_same_file_is_kept(tmp_path):
+    source, target = RunDir(tmp_path / "source"), RunDir(tmp_path / "target")
+    latents = np.arange(48, dtype=np.float32).reshape(4, 3, 2, 2)
+    source.save_array("train_latents", latents)
+    mapped = source.load_array("train_latents", mmap=True)
+    assert isinstance(mapped, np.memmap)
+    target.save_array("train_latents", mapped)
+    assert target.array("train_latents").read_bytes() == source.array("train_latents").read_bytes()
+    source.save_array("train_latents", mapped)  # its own file: nothing to write, and nothing lost
+    assert np.array_equal(np.load(source.array("train_latents")), latents)
+    target.save_array("val_latents", mapped[1:3])  # a slice maps the same file but is not all of it
+    assert np.array_equal(target.load_array("val_latents"), latents[1:3])
+
+
 def test_a_failed_write_leaves_the_earlier_file_whole_and_no_temporary(tmp_path):
     run_dir = RunDir(tmp_path)
     run_dir.save_array("train_clusters", np.array([0, 1]))

@@ -40,6 +40,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scaling", help="none | standardize | l2: how latent features are scaled before reducing")
     parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     parser.add_argument(
+        "--workers", type=int, help="processes reading training batches (default: none on a CPU, a few on a GPU)"
+    )
+    parser.add_argument(
         "--device", help="auto (default: CUDA when there is a GPU, else the CPU) | cpu | cuda | cuda:N | mps"
     )
     parser.add_argument(
@@ -92,6 +95,7 @@ def build_config(args: argparse.Namespace):
         (config.cluster, "scaling", args.scaling),
         (config.refine, "epochs", args.refine_epochs),
         (config, "threads", args.threads),
+        (config, "workers", args.workers),
         (config, "device", args.device),
         (config, "image_size", args.image_size),
     ]
@@ -107,7 +111,7 @@ def build_config(args: argparse.Namespace):
 
 
 # Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains
-# (--epochs), and where it runs (--threads, --device).
+# (--epochs), and where it runs (--threads, --device, --workers).
 SETTING_OPTIONS = (
     "data", "image_size", "model", "seed", "k", "k_range", "batch_size", "lr", "beta",
     "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs", "set",
@@ -119,7 +123,7 @@ def refuse_settings_on_resume(args: argparse.Namespace) -> None:
     if args.resume is not None and given:
         raise ConfigError(
             f"{args.resume}: --resume continues a run with the settings it was started with; "
-            f"found {', '.join(given)} too (only --epochs, --threads and --device may change). Start a new run to change them"
+            f"found {', '.join(given)} too (only --epochs, --threads, --device and --workers may change). Start a new run to change them"
         )
 
 
@@ -136,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run(
             config, args.out or args.resume, resume=args.resume is not None, force=args.force,
-            resume_threads=args.threads, resume_device=args.device,
+            resume_machine={"threads": args.threads, "device": args.device, "workers": args.workers},
         )  # fmt: skip
     finally:
         stop_engine()

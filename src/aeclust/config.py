@@ -121,6 +121,9 @@ class RunConfig:
     seed: int = 0
     threads: int = 0  # 0: one per CPU core
     device: str = "auto"  # auto (CUDA when there is a GPU, else the CPU) | cpu | cuda | cuda:N | mps
+    # Processes reading training batches beside the one computing (aeclust.data.batches). None: none on a CPU,
+    # whose cores the model needs, and a few on a GPU. Results are the same for any number.
+    workers: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from aeclust.data.store import release_pages
 from aeclust.errors import unknown_name
 
 LATENT_MODES = ("flatten", "pool", "pool+flatten")
 
 
 SCALINGS = ("none", "standardize", "l2")
+POOL_CHUNK = 8192  # latents averaged at a time: 64 MB of 128×4×4 latents
+
+
+def spatial_means(latents: np.ndarray) -> np.ndarray:
+    """N×C×h×w latents → N×C, each channel averaged over space, a chunk of rows at a time.
+
+    The latents may be a memory-mapped file larger than memory: chunk by chunk, with the pages read let go, only
+    the N×C result is ever resident. Each row's mean is computed exactly as a whole-array mean would compute it.
+    """
+    means = np.empty(latents.shape[:2], dtype=np.float32)
+    for start in range(0, len(latents), POOL_CHUNK):
+        means[start : start + POOL_CHUNK] = latents[start : start + POOL_CHUNK].mean(axis=(2, 3))
+        release_pages(latents)
+    return means
 
 
 def latent_features(latents: np.ndarray, mode: str = "flatten", scaling: str = "none") -> np.ndarray:
@@ -17,9 +32,9 @@ def latent_features(latents: np.ndarray, mode: str = "flatten", scaling: str = "
     if mode == "flatten":
         features = latents.reshape(len(latents), -1)
     elif mode == "pool":
-        features = latents.mean(axis=(2, 3))
+        features = spatial_means(latents)
     elif mode == "pool+flatten":
-        features = np.concatenate([latents.mean(axis=(2, 3)), latents.reshape(len(latents), -1)], axis=1)
+        features = np.concatenate([spatial_means(latents), latents.reshape(len(latents), -1)], axis=1)
     else:
         raise unknown_name("latent mode", mode, LATENT_MODES)
     features = features.astype(np.float32)

@@ -119,15 +119,15 @@ class Engine:
         return self.device.type in ("cpu", "cuda")
 
     # -- data -----------------------------------------------------------------------------------------
-    def images_to_device(self, images: np.ndarray) -> torch.Tensor:
+    def images_to_device(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """N×H×W×3 uint8 → N×3×H×W float32 in [-1, 1] on the device, channels-last.
 
         The bytes travel as uint8 (a quarter of float32) from pinned memory without blocking, and become floats on
         the device.
         """
-        tensor = torch.from_numpy(np.ascontiguousarray(images))
+        tensor = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
         if self.is_cuda:
-            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+            tensor = (tensor if tensor.is_pinned() else tensor.pin_memory()).to(self.device, non_blocking=True)
         elif self.device.type != "cpu":
             tensor = tensor.to(self.device)
         tensor = tensor.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)

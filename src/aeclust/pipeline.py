@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -26,6 +27,7 @@ from aeclust.rundir import RECLUSTER_COPIES, RECLUSTER_NEEDS, RunDir
 from aeclust.train import SCHEDULES, Evaluation, Trainer, check_views, encode_splits, load_model, log, set_threads
 
 
+MACHINE_SETTINGS = ("threads", "device", "workers")  # where a run runs: a resumed run may change them
 BALANCE_WORDS = {"uniform": "towards equal shares", "prior": "at the clustering stage's shares"}
 
 
@@ -92,8 +94,7 @@ def prepare_run_dir(
     out: str | Path | None,
     resume: bool,
     force: bool,
-    threads: int | None = None,
-    device: str | None = None,
+    machine: dict[str, Any] | None = None,
 ) -> tuple[RunConfig, Path]:
     """Pick the run directory and settle the configuration: a resumed run keeps the one it was started with."""
     if resume:
@@ -106,10 +107,11 @@ def prepare_run_dir(
         saved = run_dir.read_config()
         if config.train.epochs > saved.train.epochs:  # continuing a finished run for more epochs is allowed
             saved.train.epochs = config.train.epochs
-        if threads is not None:  # machine settings, free to differ from the first session's
-            saved.threads = threads
-        if device is not None:
-            saved.device = device
+        for name, value in (machine or {}).items():  # where it runs, free to differ from the first session's
+            if name not in MACHINE_SETTINGS:
+                raise ValueError(f"{name}: not a machine setting; expected one of {MACHINE_SETTINGS}")
+            if value is not None:
+                setattr(saved, name, value)
         return saved, run_dir.path
     if force and out is not None and Path(out).exists():
         run_dir = RunDir(out)
@@ -131,18 +133,17 @@ def run(
     images: ImageSet | None = None,
     resume: bool = False,
     force: bool = False,
-    resume_threads: int | None = None,
-    resume_device: str | None = None,
+    resume_machine: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train, cluster and score one model; write everything into a new run directory (or resume one).
 
     A resumed run keeps the settings it was started with, except a longer ``config.train.epochs`` and, when
-    given, ``resume_threads`` and ``resume_device``. Under torchrun every process calls this; they train together
+    given, ``resume_machine``'s (threads, device, workers: see :data:`MACHINE_SETTINGS`). Under torchrun every process calls this; they train together
     and only the main one writes.
     """
     started = time.perf_counter()
     if resume:  # the saved settings say which data to load
-        config, run_dir = prepare_run_dir(config, out, resume, force, resume_threads, resume_device)
+        config, run_dir = prepare_run_dir(config, out, resume, force, resume_machine)
     check_names(config)
     engine = start_engine(config.device)
     timings: dict[str, float] = {}
@@ -368,7 +369,7 @@ def _saved_latents(source: RunDir, images: ImageSet, metrics: dict, epoch: int) 
         name = f"{split}_latents"
         if not source.array(name).is_file() or f"{split}_mse" not in metrics:
             return None
-        latents = source.load_array(name)
+        latents = source.load_array(name, mmap=True)  # copied file to file into the new run, never held whole
         if latents.ndim != 4 or len(latents) != count:
             return None
         loaded[split] = latents

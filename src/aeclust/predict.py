@@ -68,9 +68,9 @@ class CentreAssigner:
             return raw / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12)
         return raw
 
-    def __call__(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each image's nearest centre, and how close it is (minus the distance: higher is more typical)."""
-        features = self.features_of_raw(latent_features(latents.numpy(), self.mode, "none"))
+        features = self.features_of_raw(latent_features(latents, self.mode, "none"))
         distances = ((features[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2)
         nearest = distances.argmin(axis=1)
         return nearest, -np.sqrt(distances[np.arange(len(nearest)), nearest])
@@ -126,12 +126,12 @@ def predict(
     if head_model is not None:
         method = "refined head"
         model: torch.nn.Module = head_model
-        assign: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]] = most_probable
+        assign: Callable[[torch.Tensor | np.ndarray], tuple[np.ndarray, np.ndarray]] = most_probable
         outputs = ("probabilities",)
     else:
         method = "nearest centre"
         model, _ = load_model(run.last_checkpoint, engine.device)
-        train_latents = run.load_array("train_latents") if run.array("train_latents").is_file() else None
+        train_latents = run.load_array("train_latents", mmap=True) if run.array("train_latents").is_file() else None
         if train_latents is None:
             raise RunDirError(f"{run.path}: expected arrays/train_latents.npy to place new images by, found none")
         assign = CentreAssigner(train_latents, train_clusters, config)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from torch import nn
 from aeclust.augment import contrastive_view
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet
-from aeclust.data.store import PageReleaser
+from aeclust.data.batches import read_batches
 from aeclust.engine import Engine, start_engine
 from aeclust.errors import unknown_name
 from aeclust.infer import infer, pooled_unit_latents
@@ -136,7 +136,6 @@ class NeighbourRefiner:
         self.cluster_model = ClusterModel(model).to(self.engine.device, memory_format=torch.channels_last)
         # Seconds spent in each part, over the refinement: encoding, neighbour mining, the epochs themselves.
         self.seconds = {"encode": 0.0, "neighbours": 0.0, "epochs": 0.0}
-        self.pages = PageReleaser(images.train_images)
         features = self.encode_pooled(images.train_images)
         self.neighbour_count = neighbour_count(self.settings.neighbours, len(features), k)
         self.neighbours = self.find_neighbours(features)
@@ -214,10 +213,17 @@ class NeighbourRefiner:
         """Each image's nearest neighbours in the refining encoder's pooled, unit-length latent space."""
         self.neighbours = self.find_neighbours(self.encode_pooled(self.images.train_images))
 
-    def views(self, indices: torch.Tensor) -> torch.Tensor:
-        self.pages.batch_read()
-        batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
-        return contrastive_view(batch, self.view_generator, self.view_config)
+    def views(self, pixels: torch.Tensor) -> torch.Tensor:
+        return contrastive_view(self.engine.images_to_device(pixels), self.view_generator, self.view_config)
+
+    def read(self, batches: Iterable[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Each batch of train-image indices with its images, read in this process, as each batch is reached.
+
+        Not by worker processes, unlike training: a neighbour-consistency batch's partners are drawn from the
+        generator the views are drawn from, as the batch is reached, and workers would draw them all first (other
+        partners, other views). An epoch reads at most twice ``anchors_per_epoch`` images, whatever N is.
+        """
+        return read_batches(self.images.train_images, batches)
 
     def train_one_epoch(self) -> tuple[float, list[int]]:
         """One pass over the images as anchors; the mean loss and how many anchors each cluster took, as it went."""
@@ -226,23 +232,27 @@ class NeighbourRefiner:
         images = len(self.images.train_images)
         order = torch.randperm(images, generator=self.generator)[: self.settings.anchors_per_epoch]
 
-        def pairs() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        def pairs() -> Iterator[torch.Tensor]:
+            """Each batch's anchors, then their partners, in one index tensor (one read)."""
             for start in range(0, len(order), self.settings.batch_size):
                 anchors = order[start : start + self.settings.batch_size]
                 # Drawn for the whole batch by every process alike, then split: the same pairs as in one process.
                 picked = torch.randint(0, self.neighbours.shape[1], (len(anchors),), generator=self.generator)
                 pairs = share_of_batch(torch.stack([anchors, self.neighbours[anchors, picked]], dim=1), self.engine)
                 if pairs is not None:
-                    yield pairs[:, 0], pairs[:, 1]
+                    yield torch.cat([pairs[:, 0], pairs[:, 1]])
 
-        def step(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
-            anchors, partners = pair
-            logits = self.training_module(torch.cat([self.views(anchors), self.views(partners)]))
-            anchor_logits = logits[: len(anchors)]
+        def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+            pixels = batch[1]
+            anchors = len(pixels) // 2
+            logits = self.training_module(torch.cat([self.views(pixels[:anchors]), self.views(pixels[anchors:])]))
+            anchor_logits = logits[:anchors]
             sizes.add_(torch.bincount(anchor_logits.argmax(1).cpu(), minlength=len(sizes)))
-            return self.consistency(anchor_logits, logits[len(anchors) :]), len(anchors), {}
+            return self.consistency(anchor_logits, logits[anchors:]), anchors, {}
 
-        totals = run_epoch(pairs(), step, self.optimizer, self.engine, scaler=self.scaler, description="refine")
+        totals = run_epoch(
+            self.read(pairs()), step, self.optimizer, self.engine, scaler=self.scaler, description="refine"
+        )
         self.engine.sync_buffers(self.cluster_model)
         return totals.loss, self.engine.sum_counts(sizes).tolist()
 
@@ -271,12 +281,16 @@ class NeighbourRefiner:
         self.cluster_model.train()
         order = torch.randperm(len(chosen), generator=self.generator)[: self.settings.anchors_per_epoch]
 
-        def step(picked: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
-            logits = self.training_module(self.views(chosen[picked]))
-            return objective(logits, targets[picked].to(logits.device)), len(picked), {}
+        def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+            indices, pixels = batch
+            logits = self.training_module(self.views(pixels))
+            picked_targets = targets[torch.searchsorted(chosen, indices)]  # chosen is sorted
+            return objective(logits, picked_targets.to(logits.device)), len(indices), {}
 
-        batches = shard_batches(order, self.settings.batch_size, self.engine)
-        totals = run_epoch(batches, step, self.optimizer, self.engine, scaler=self.scaler, description="self-label")
+        batches = (chosen[picked] for picked in shard_batches(order, self.settings.batch_size, self.engine))
+        totals = run_epoch(
+            self.read(batches), step, self.optimizer, self.engine, scaler=self.scaler, description="self-label"
+        )
         self.engine.sync_buffers(self.cluster_model)
         return totals.loss, sizes.tolist()
 

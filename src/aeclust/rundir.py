@@ -277,8 +277,35 @@ class RunDir:
         return [row[0] for row in rows[1:]]
 
     def save_array(self, name: str, array: np.ndarray) -> None:
-        save_npy_atomic(self.array(name), array)
+        """Write ``arrays/NAME.npy`` atomically. An array memory-mapped from a whole .npy file (latents written
+        straight to disk) is copied file to file, never read into memory; one mapped from this very file is
+        already saved."""
+        target = self.array(name)
+        mapped = whole_npy_file(array)
+        if mapped is None:
+            save_npy_atomic(target, array)
+        elif not (target.is_file() and mapped.samefile(target)):
+            with open(mapped, "rb") as source, atomic_open(target, "wb") as handle:
+                shutil.copyfileobj(source, handle, COPY_BUFFER)
 
-    def load_array(self, name: str) -> np.ndarray:
-        """``arrays/NAME.npy``, or an InputError line naming the file when it is missing or unreadable."""
-        return load_npy(self.array(name), name.replace("_", " "))
+    def load_array(self, name: str, mmap: bool = False) -> np.ndarray:
+        """``arrays/NAME.npy`` (``mmap``: memory-mapped read-only, for arrays larger than memory), or an InputError
+        line naming the file when it is missing or unreadable."""
+        return load_npy(self.array(name), name.replace("_", " "), mmap=mmap)
+
+
+COPY_BUFFER = 16 * 2**20
+
+
+def whole_npy_file(array: np.ndarray) -> Path | None:
+    """The .npy file ``array`` maps in whole (as ``np.load(path, mmap_mode=...)`` returns it), else None."""
+    if not isinstance(array, np.memmap) or not array.filename:
+        return None
+    path = Path(array.filename)
+    try:
+        whole = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    # A slice of a memory-mapped array keeps its file's name: only the whole array, with its header's layout, is it.
+    same = whole.shape == array.shape and whole.dtype == array.dtype and whole.offset == array.offset
+    return path if same else None

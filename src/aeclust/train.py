@@ -22,7 +22,7 @@ from torch import nn
 from aeclust.cluster import Clustering, cluster_latents
 from aeclust.config import ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
-from aeclust.data.store import PageReleaser
+from aeclust.data.batches import loader_workers, read_batches
 from aeclust.engine import Engine, start_engine, torchrun_world
 from aeclust.errors import CheckpointError, ConfigError, unknown_name
 from aeclust.infer import infer
@@ -41,20 +41,30 @@ class Evaluation:
     """What the latest per-epoch evaluation computed, kept so the run's final step need not compute it again."""
 
     epoch: int
-    train_latents: np.ndarray
+    train_latents: np.ndarray | None  # None where only the MSE was needed (every epoch but the last)
     train_mse: float
     val_latents: np.ndarray | None = None
     val_mse: float | None = None
     val_clustering: Clustering | None = None
 
 
-def encode_splits(model: nn.Module, images: ImageSet, epoch: int, engine: Engine | None = None) -> Evaluation:
-    """Latents and reconstruction MSE of the train images and, when there are any, the val images."""
-    train = infer(model, images.train_images, ("latents", "mse"), engine=engine)
-    evaluation = Evaluation(epoch, train.latents.numpy(), train.mse)
+def encode_splits(
+    model: nn.Module,
+    images: ImageSet,
+    epoch: int,
+    engine: Engine | None = None,
+    *,
+    train_latents: bool = True,
+    train_latents_file: Path | None = None,
+) -> Evaluation:
+    """Reconstruction MSE of the train images and, when there are any, the val images, with the val latents and
+    (``train_latents``) the train latents, written to ``train_latents_file`` when given (see :func:`infer`)."""
+    train_outputs = ("latents", "mse") if train_latents else ("mse",)
+    train = infer(model, images.train_images, train_outputs, engine=engine, latents_file=train_latents_file)
+    evaluation = Evaluation(epoch, train.latents, train.mse)
     if images.has_val:
         val = infer(model, images.val_images, ("latents", "mse"), engine=engine)
-        evaluation.val_latents, evaluation.val_mse = val.latents.numpy(), val.mse
+        evaluation.val_latents, evaluation.val_mse = val.latents, val.mse
     return evaluation
 
 
@@ -255,17 +265,19 @@ class Trainer:
         self.method.train()
         order = torch.randperm(len(self.images.train_images), generator=self.generator)
 
-        pages = PageReleaser(self.images.train_images)
 
-        def step(indices: torch.Tensor) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
-            pages.batch_read()
-            batch = self.engine.images_to_device(self.images.train_images[indices.numpy()])
-            loss, sums = self.training_module(batch, self.view_generator)
+        def step(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+            indices, pixels = batch
+            loss, sums = self.training_module(self.engine.images_to_device(pixels), self.view_generator)
             return loss, len(indices), sums
 
         batch_size = self.config.train.batch_size
+        batches = read_batches(
+            self.images.train_images, shard_batches(order, batch_size, self.engine),
+            loader_workers(self.config.workers, self.engine.device), pin_memory=self.engine.is_cuda,
+        )  # fmt: skip
         totals = run_epoch(
-            shard_batches(order, batch_size, self.engine), step, self.optimizer, self.engine,
+            batches, step, self.optimizer, self.engine,
             scheduler=self.scheduler, scaler=self.scaler, total=math.ceil(len(order) / batch_size),
             description=f"epoch {self.epoch + 1}/{self.config.train.epochs}",
         )  # fmt: skip
@@ -276,10 +288,16 @@ class Trainer:
     def evaluate(self) -> Evaluation:
         """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline.
 
-        Evaluates the model as it is after ``self.epoch`` epochs; the latents come along for the run's last step.
-        Under torchrun every process encodes its share; the main one clusters val.
+        Evaluates the model as it is after ``self.epoch`` epochs. After the last epoch the train latents come along
+        for the run's final step, written straight to the run's ``arrays/train_latents.npy`` (at a million images
+        they are 8 GB); earlier epochs need only the MSE. Under torchrun every process encodes its share; the main
+        one clusters val.
         """
-        evaluation = encode_splits(self.model, self.images, self.epoch, self.engine)
+        last = self.epoch >= self.config.train.epochs
+        evaluation = encode_splits(
+            self.model, self.images, self.epoch, self.engine, train_latents=last,
+            train_latents_file=self.run_dir.array("train_latents") if last and self.engine.is_main else None,
+        )  # fmt: skip
         if self.images.has_val and self.engine.is_main:
             evaluation.val_clustering = cluster_latents(evaluation.val_latents, self.config.cluster, self.config.seed)
         self.latest_evaluation = evaluation
@@ -318,7 +336,7 @@ class Trainer:
     def result(self) -> TrainedModel:
         """The trained model and its evaluation after the last epoch (encoded now if no epoch ran here)."""
         evaluation = self.latest_evaluation
-        if evaluation is None or evaluation.epoch != self.epoch:
+        if evaluation is None or evaluation.epoch != self.epoch or evaluation.train_latents is None:
             evaluation = self.evaluate()
         return TrainedModel(self.model.eval(), self.epoch, self.history, evaluation)
 

@@ -103,11 +103,12 @@ def check_labels(labels: np.ndarray, n_images: int, where: str) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def load_npy(path: Path, what: str) -> np.ndarray:
-    """Load one .npy file, turning numpy's errors into a message that names the file."""
+def load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
+    """Load one .npy file (``mmap``: memory-mapped read-only), turning numpy's errors into a message that names
+    the file."""
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError, EOFError) as error:
         raise InputError(f"{path}: expected a .npy array ({what}), found an unreadable file ({error})") from None
