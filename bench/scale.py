@@ -107,6 +107,8 @@ def measured(command: list[str], env: dict[str, str]) -> tuple[float, float, int
     return time.perf_counter() - started, usage.ru_maxrss / 2**20, process.returncode
 
 
+OF_TRAINING = ("train_seconds", "epoch_eval_seconds")  # a run of no epochs has neither
+AFTER_TRAINING = ("latent_seconds",)  # a run that trained encoded in its epoch's evaluation: nothing is left to time
 EPOCH_PROGRESS = re.compile(r"epoch 1/1: ([\d,]+) of ([\d,]+) batches")
 
 
@@ -129,7 +131,9 @@ def sampled_epoch(command: list[str], env: dict[str, str], seconds: float) -> tu
     _, _, usage = os.wait4(process.pid, 0)
     process.stderr.close()
     if first is None or last[1] == first[1]:
-        raise SystemExit(f"{' '.join(command)}: its epoch showed no progress to time (need --epoch-sample-seconds >= 60)")
+        raise SystemExit(
+            f"{' '.join(command)}: its epoch showed no progress to time (need --epoch-sample-seconds >= 60)"
+        )
     rate = (last[1] - first[1]) / (last[0] - first[0])
     return last[2] / rate, usage.ru_maxrss / 2**20, last[1]
 
@@ -154,7 +158,8 @@ def stage_rows(
         command = ["-m", "aeclust", "run", "--data", str(source), "--epochs", "1", "--refine-epochs", "1"]
         stage = "whole run"
         if not full_epoch:
-            seconds, memory, batches = sampled_epoch(python + command + ["--out", str(run_dir)], path_env, sample_seconds)
+            sampled = python + command + ["--out", str(run_dir)]
+            seconds, memory, batches = sampled_epoch(sampled, path_env, sample_seconds)
             label = f"one training epoch (its first {batches:,} batches timed)"
             rows.append({"stage": label, "path": path, "seconds": seconds, "memory_gb": memory, "exit": 0})
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -167,7 +172,7 @@ def stage_rows(
             rows += [
                 {"stage": label, "path": path, "seconds": timings[key], "memory_gb": None, "exit": 0}
                 for key, label in RUN_STAGES.items()
-                if key in timings and (key != "latent_seconds" or not full_epoch)  # else the epoch's evaluation
+                if key in timings and key not in (AFTER_TRAINING if full_epoch else OF_TRAINING)
             ]
             predict_dir = out / "runs" / f"{count}-{path}-predict"
             shutil.rmtree(predict_dir, ignore_errors=True)

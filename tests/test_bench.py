@@ -248,7 +248,8 @@ def test_scale_times_a_sampled_epoch_by_its_progress_lines_and_stops_it():
     script = (
         "import sys, time\n"
         "for done in range(10, 1001, 10):\n"
-        "    print(f'aeclust: epoch 1/1: {done:,} of 1,000 batches (1 %), 50.0 batches/s', file=sys.stderr, flush=True)\n"
+        "    line = f'aeclust: epoch 1/1: {done:,} of 1,000 batches (1 %), 50.0 batches/s'\n"
+        "    print(line, file=sys.stderr, flush=True)\n"
         "    time.sleep(0.2)\n"
     )
     started = time.perf_counter()
@@ -259,3 +260,21 @@ def test_scale_times_a_sampled_epoch_by_its_progress_lines_and_stops_it():
     assert 0 < memory < 1
     with pytest.raises(SystemExit, match="its epoch showed no progress to time"):
         scale.sampled_epoch([sys.executable, "-c", "print('no epoch here')"], dict(os.environ), 1.0)
+
+
+def test_scale_samples_the_epoch_of_a_large_set_and_runs_the_rest_after_no_training(
+    cifar_like_archive, tmp_path, monkeypatch
+):
+    scale = load_bench("scale.py")
+    monkeypatch.setattr(scale, "BASE_IMAGES", 100)
+    source = scale.make_source(cifar_like_archive, tmp_path, 120)
+    sampled = []
+    monkeypatch.setattr(scale, "sampled_epoch", lambda command, env, seconds: sampled.append(command) or (99.0, 1.5, 7))
+    rows = scale.stage_rows(source, tmp_path, 120, in_memory=False, full_epoch=False, sample_seconds=5)
+    assert "--epochs" in sampled[0] and sampled[0][sampled[0].index("--epochs") + 1] == "1"
+    by_stage = {row["stage"]: row for row in rows}
+    assert by_stage["one training epoch (its first 7 batches timed)"]["seconds"] == 99.0
+    assert by_stage["whole run after no training (--epochs 0)"]["exit"] == 0
+    assert "encoding every image (after no training)" in by_stage and "one training epoch" not in by_stage
+    assert by_stage["predict"]["exit"] == 0
+    assert json.loads((tmp_path / "runs" / "120-store" / "metrics.json").read_text())["epochs"] == 0

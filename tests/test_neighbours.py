@@ -76,3 +76,21 @@ def test_without_faiss_a_large_search_says_what_to_install(monkeypatch):
 def test_an_unknown_metric_is_refused():
     with pytest.raises(ConfigError, match="unknown neighbour metric 'manhattan'"):
         nearest_neighbours(unit_rows(10), 3, metric="manhattan")
+
+
+def test_on_a_gpu_the_index_moves_to_it_where_faiss_is_its_gpu_build(monkeypatch):
+    """faiss-cpu has no GPU resources, so this stands them in: the index built on the CPU goes to the GPU asked for,
+    and without a GPU build the search stays on the CPU, with the same answer."""
+    import faiss
+
+    points = grouped_points(600)
+    on_cpu = aeclust.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=0)
+    moved = []
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "resources", raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2, raising=False)
+    to_gpu = lambda resources, gpu, index: moved.append((resources, gpu)) or index  # noqa: E731
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    on_gpu = aeclust.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=1)
+    assert moved == [("resources", 1)] and torch.equal(on_gpu, on_cpu)
+    aeclust.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=None)
+    assert len(moved) == 1

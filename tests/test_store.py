@@ -243,3 +243,16 @@ def test_an_archive_holding_one_path_twice_keeps_its_last_copy_in_memory_and_in_
     assert in_memory.train_ids == ["a/x.png", "b/y.png"]
     assert np.array_equal(in_memory.train_images[0], second)
     assert_same_set(load_images(archive, image_size=16), in_memory)
+
+
+def test_decoding_a_folder_says_how_many_images_are_left(tmp_path, capsys, monkeypatch):
+    import aeclust.progress
+
+    monkeypatch.setattr(aeclust.progress, "LOG_INTERVAL", 0.0)  # a line for every batch decoded
+    monkeypatch.setattr(folder_module, "DECODE_BATCH", 10)
+    folder = write_folder(tmp_path / "pets", count=30)
+    (folder / "notes.txt").write_text("not an image name: not counted")
+    load_images(folder, store=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("aeclust: decoding ")]
+    assert lines and all(" of 31 images " in line for line in lines)  # the unreadable one counts as read
+    assert "31 of 31 images (100 %)" in lines[-1]

@@ -123,7 +123,8 @@ def refuse_settings_on_resume(args: argparse.Namespace) -> None:
     if args.resume is not None and given:
         raise ConfigError(
             f"{args.resume}: --resume continues a run with the settings it was started with; "
-            f"found {', '.join(given)} too (only --epochs, --threads, --device and --workers may change). Start a new run to change them"
+            f"found {', '.join(given)} too (only --epochs, --threads, --device and --workers may change). "
+            "Start a new run to change them"
         )
 
 

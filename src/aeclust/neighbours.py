@@ -53,7 +53,8 @@ def nearest_neighbours(
     if len(features) <= exact_limit:
         found = exact_neighbours(features.to(device), k, rows, metric)
     else:
-        found = approximate_neighbours(features.cpu().numpy(), k, rows, metric).to(device)
+        gpu = (device.index or 0) if device.type == "cuda" else None
+        found = approximate_neighbours(features.cpu().numpy(), k, rows, metric, gpu).to(device)
     if engine is not None and engine.distributed:
         found = engine.gather(found.to(engine.collective_device))
     return found.cpu()
@@ -76,8 +77,10 @@ def exact_neighbours(points: torch.Tensor, k: int, rows: slice, metric: str) -> 
     return torch.cat(blocks) if blocks else torch.empty(0, k, dtype=torch.long, device=points.device)
 
 
-def approximate_neighbours(points: np.ndarray, k: int, rows: slice, metric: str) -> torch.Tensor:
-    """A faiss IVF index over all points, searched for ``rows``."""
+def approximate_neighbours(
+    points: np.ndarray, k: int, rows: slice, metric: str, gpu: int | None = None
+) -> torch.Tensor:
+    """A faiss IVF index over all points, searched for ``rows``; on GPU ``gpu`` where faiss is its GPU build."""
     try:
         import faiss
     except ImportError:
@@ -96,6 +99,9 @@ def approximate_neighbours(points: np.ndarray, k: int, rows: slice, metric: str)
     sample = np.random.default_rng(0).permutation(count)[: cells * TRAINING_POINTS_PER_CELL]
     index.cp.seed = 0
     index.train(points[np.sort(sample)])
+    if gpu is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > gpu:
+        resources = faiss.StandardGpuResources()  # faiss-gpu only; faiss-cpu, from the registry, searches on the CPU
+        index = faiss.index_cpu_to_gpu(resources, gpu, index)
     index.add(points)
     index.nprobe = min(PROBES, cells)
     queries = points[rows]

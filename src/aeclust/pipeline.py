@@ -138,8 +138,8 @@ def run(
     """Train, cluster and score one model; write everything into a new run directory (or resume one).
 
     A resumed run keeps the settings it was started with, except a longer ``config.train.epochs`` and, when
-    given, ``resume_machine``'s (threads, device, workers: see :data:`MACHINE_SETTINGS`). Under torchrun every process calls this; they train together
-    and only the main one writes.
+    given, ``resume_machine``'s (threads, device, workers: see :data:`MACHINE_SETTINGS`). Under torchrun every
+    process calls this; they train together and only the main one writes.
     """
     started = time.perf_counter()
     if resume:  # the saved settings say which data to load

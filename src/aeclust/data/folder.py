@@ -72,11 +72,12 @@ def decoder_count() -> int:
 
 
 def decode_entries(
-    entries: Iterable[FileEntry], image_size: int, where: str
+    entries: Iterable[FileEntry], image_size: int, where: str, total: int | None = None
 ) -> Iterator[tuple[PurePosixPath, np.ndarray | str]]:
-    """Each entry's image, or why it could not be read, in the entries' order, with a progress bar."""
+    """Each entry's image, or why it could not be read, in the entries' order, with a progress bar (of ``total``
+    images, where it is known)."""
     workers, pool = decoder_count(), None
-    progress = Progress(None, f"decoding {where}", "image")
+    progress = Progress(total, f"decoding {where}", "image")
     try:
         iterator = iter(entries)
         while batch := list(itertools.islice(iterator, DECODE_BATCH)):
@@ -132,12 +133,14 @@ def images_from_files(
     kind: str = "folder",
     notes: list[str] | None = None,
     rows: Rows | None = None,
+    total: int | None = None,
 ) -> ImageSet:
     """Decode every image among ``entries`` into an :class:`ImageSet`, skipping unreadable ones with a warning.
 
     ``describe`` names one file in messages and ``kind`` the whole ("folder" or "archive"); ``notes`` holds
     remarks made already (a damaged archive, say). Rows are ordered by relative path; each row's id is that path.
-    Decoded images go to ``rows`` (in memory by default; a :class:`StoreWriter` puts them on disk).
+    Decoded images go to ``rows`` (in memory by default; a :class:`StoreWriter` puts them on disk). ``total``:
+    how many image files there are, where it is known beforehand, for the progress bar.
     """
     notes = notes if notes is not None else []
     rows = rows if rows is not None else MemoryRows()
@@ -153,7 +156,7 @@ def images_from_files(
                 yield relative, contents
 
     rows_written = 0
-    for relative, result in decode_entries(image_entries(), image_size, where):
+    for relative, result in decode_entries(image_entries(), image_size, where, total):
         if isinstance(result, str):
             unreadable[relative] = result
         else:
@@ -224,11 +227,12 @@ def _count(n: int, thing: str) -> str:
     return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
-def _walk(directory: Path) -> Iterator[FileEntry]:
+def _walk(directory: Path, warn_unreadable: bool = True) -> Iterator[FileEntry]:
     """Every file below ``directory`` in sorted order, not descending into hidden folders or symlinked ones."""
 
     def unreadable_folder(error: OSError) -> None:
-        warn(f"{error.filename}: skipped, folder cannot be read ({error.strerror})")
+        if warn_unreadable:
+            warn(f"{error.filename}: skipped, folder cannot be read ({error.strerror})")
 
     for folder, subfolders, files in os.walk(directory, onerror=unreadable_folder):
         subfolders[:] = sorted(s for s in subfolders if not s.startswith(".") and s != "__MACOSX")
@@ -250,6 +254,10 @@ def load_image_folder(directory: str | os.PathLike, image_size: int = 32, store:
         raise InputError(f"{directory}: expected a folder of images, found {found}")
 
     def decode(rows: Rows | None) -> ImageSet:
+        # A folder, unlike an archive, can be listed before decoding (seconds for a million files), so the bar
+        # can say how much is left.
+        listing = _walk(directory, warn_unreadable=False)  # the decoding walk says what it cannot read
+        total = sum(not is_hidden(relative) and is_image_name(relative.name) for relative, _ in listing)
         return images_from_files(
             _walk(directory),
             where=str(directory),
@@ -257,6 +265,7 @@ def load_image_folder(directory: str | os.PathLike, image_size: int = 32, store:
             image_size=image_size,
             describe=lambda relative: str(directory / relative),
             rows=rows,
+            total=total,
         )
 
     return decode_through_store(lambda: folder_key(directory, image_size), str(directory), image_size, decode, store)
