@@ -36,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -53,9 +54,9 @@ RUN_STAGES = {  # metrics.json timing → the row it is reported as
     "epoch_eval_seconds": "encoding every image (the epoch's evaluation)",
     "latent_seconds": "encoding every image (after no training)",
     "train_cluster_step_seconds": "clustering stage (k-means)",
-    "refine_neighbours_seconds": "neighbour mining (twice: before and after the epoch)",
+    "refine_neighbours_seconds": "neighbour mining (once, before the one epoch)",
     "refine_epochs_seconds": "one refinement epoch",
-    "refine_encode_seconds": "refinement's encoding (three passes)",
+    "refine_encode_seconds": "refinement's encoding (every train image, twice)",
 }
 
 
@@ -127,7 +128,9 @@ def sampled_epoch(command: list[str], env: dict[str, str], seconds: float) -> tu
         first = first or last
         if last[0] - first[0] >= seconds:
             break
-    process.kill()  # a run stopped mid-epoch: the benchmark deletes its directory
+    # A run stopped mid-epoch (the benchmark deletes its directory). Not Popen.kill: it reaps a process that has
+    # already ended, and wait4 then has nothing left to report.
+    os.kill(process.pid, signal.SIGKILL)
     _, _, usage = os.wait4(process.pid, 0)
     process.stderr.close()
     if first is None or last[1] == first[1]:

@@ -230,7 +230,7 @@ def test_scale_makes_its_sets_by_flips_and_shifts_and_measures_every_stage(cifar
     stages = {(row["stage"], row["path"]) for row in rows}
     wanted = {("store build", "store"), ("whole run", "store"), ("whole run", "in-memory"), ("predict", "store")}
     assert wanted <= stages and ("one refinement epoch", "in-memory") in stages
-    assert ("neighbour mining (twice: before and after the epoch)", "store") in stages
+    assert ("neighbour mining (once, before the one epoch)", "store") in stages
     assert all(row["exit"] == 0 for row in rows)
     assert all(row["memory_gb"] is None or 0.05 < row["memory_gb"] < 8 for row in rows)
     first = json.loads((tmp_path / "runs" / "250-store" / "metrics.json").read_text())
@@ -256,7 +256,7 @@ def test_scale_times_a_sampled_epoch_by_its_progress_lines_and_stops_it():
     seconds, memory, batches = scale.sampled_epoch([sys.executable, "-c", script], dict(os.environ), 1.0)
     assert time.perf_counter() - started < 10  # stopped, not waited for
     assert 40 <= batches <= 80
-    assert seconds == pytest.approx(1000 / 50, rel=0.3)  # 10 batches per 0.2 s
+    assert 1000 / 50 <= seconds < 1000 / 25  # 10 batches per 0.2 s, or a little slower on a busy machine
     assert 0 < memory < 1
     with pytest.raises(SystemExit, match="its epoch showed no progress to time"):
         scale.sampled_epoch([sys.executable, "-c", "print('no epoch here')"], dict(os.environ), 1.0)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -110,3 +111,15 @@ def test_a_killed_torchrun_run_resumes_exactly(two_processes, data_dir, tmp_path
     assert learned(out) == learned(straight)
     assert (out / "prediction.csv").read_text() == (straight / "prediction.csv").read_text()
     np.testing.assert_array_equal(np.load(out / "arrays" / "train_latents.npy"), np.load(straight / "arrays" / "train_latents.npy"))
+
+
+@pytest.mark.parametrize("is_main, order", [(True, ["load", "barrier"]), (False, ["barrier", "load"])])
+def test_the_main_process_loads_first_so_the_others_read_its_store(is_main, order, monkeypatch):
+    import aeclust.pipeline
+    from aeclust.config import RunConfig
+
+    calls = []
+    engine = SimpleNamespace(distributed=True, is_main=is_main, barrier=lambda: calls.append("barrier"))
+    monkeypatch.setattr(aeclust.pipeline, "load_images", lambda data, image_size: calls.append("load") or "images")
+    assert aeclust.pipeline.load_in_turn(RunConfig(), engine) == "images"
+    assert calls == order

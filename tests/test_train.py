@@ -35,6 +35,15 @@ def test_every_epoch_leaves_a_checkpoint_and_a_history_row(small_set, tmp_path):
     assert model(torch.zeros(1, 3, 32, 32))[0].shape == (1, 3, 32, 32)
 
 
+def test_a_run_of_no_epochs_keeps_its_untrained_model(small_set, tmp_path):
+    trainer = Trainer(tiny_config(epochs=0), small_set, tmp_path)
+    assert trainer.fit() == []
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_000.pt", "last.pt"]
+    model, state = load_model(tmp_path / "checkpoints" / "last.pt")
+    assert state["epoch"] == 0
+    assert all(torch.equal(value, trainer.model.state_dict()[name]) for name, value in model.state_dict().items())
+
+
 def test_resume_continues_exactly(small_set, tmp_path):
     straight = Trainer(tiny_config(epochs=3), small_set, tmp_path / "a").fit()
     Trainer(tiny_config(epochs=1), small_set, tmp_path / "b").fit()

@@ -29,15 +29,15 @@ def spatial_means(latents: np.ndarray) -> np.ndarray:
 
 def latent_features(latents: np.ndarray, mode: str = "flatten", scaling: str = "none") -> np.ndarray:
     """N×C×h×w latents → N×D features for clustering."""
-    if mode == "flatten":
-        features = latents.reshape(len(latents), -1)
-    elif mode == "pool":
+    if mode == "flatten":  # a copy of its own: the latents may be a read-only memory-mapped file
+        features = latents.reshape(len(latents), -1).astype(np.float32)
+    elif mode == "pool":  # float32, and its own already: no second copy of a million rows
         features = spatial_means(latents)
     elif mode == "pool+flatten":
         features = np.concatenate([spatial_means(latents), latents.reshape(len(latents), -1)], axis=1)
+        features = features.astype(np.float32, copy=False)
     else:
         raise unknown_name("latent mode", mode, LATENT_MODES)
-    features = features.astype(np.float32)
     if scaling == "standardize":
         features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-6)
     elif scaling == "l2":

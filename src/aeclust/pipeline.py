@@ -148,7 +148,7 @@ def run(
     engine = start_engine(config.device)
     timings: dict[str, float] = {}
     mark = time.perf_counter()
-    images = images if images is not None else load_images(config.data, image_size=config.image_size)
+    images = images if images is not None else load_in_turn(config, engine)
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
     if not resume:  # only now, so a bad input leaves no empty run directory behind and --force removes nothing
@@ -183,6 +183,17 @@ def run(
     )  # fmt: skip
     result.history = trained.history
     return result
+
+
+def load_in_turn(config: RunConfig, engine: Engine) -> ImageSet:
+    """The run's images. Under torchrun the main process loads them first, decoding a folder or archive into the
+    store, and the others then map its store, where each would otherwise decode the same images at once."""
+    if engine.distributed and not engine.is_main:
+        engine.barrier()
+    images = load_images(config.data, image_size=config.image_size)
+    if engine.distributed and engine.is_main:
+        engine.barrier()
+    return images
 
 
 def cluster_refine_and_write(

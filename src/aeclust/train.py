@@ -331,6 +331,9 @@ class Trainer:
             )
             if on_epoch is not None:
                 on_epoch(record)
+        if self.epoch == 0 and not self.run_dir.last_checkpoint.exists():
+            # A run of no epochs clusters its untrained model: kept, so predict, recluster and report can use it.
+            self.save_checkpoint()
         return self.history
 
     def result(self) -> TrainedModel:
