@@ -256,7 +256,7 @@ def test_scale_times_a_sampled_epoch_by_its_progress_lines_and_stops_it():
     seconds, memory, batches = scale.sampled_epoch([sys.executable, "-c", script], dict(os.environ), 1.0)
     assert time.perf_counter() - started < 10  # stopped, not waited for
     assert 40 <= batches <= 80
-    assert 1000 / 50 <= seconds < 1000 / 25  # 10 batches per 0.2 s, or a little slower on a busy machine
+    assert 15 < seconds < 40  # 10 batches per 0.2 s: 20 s, give or take a busy machine
     assert 0 < memory < 1
     with pytest.raises(SystemExit, match="its epoch showed no progress to time"):
         scale.sampled_epoch([sys.executable, "-c", "print('no epoch here')"], dict(os.environ), 1.0)
