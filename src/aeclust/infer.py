@@ -4,7 +4,6 @@ probabilities, in large batches, in eval mode, without autograd, on any device, 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from torch import nn
 
 from aeclust.data.store import RELEASE_EVERY, PageReleaser, release_pages
 from aeclust.engine import Engine
-from aeclust.io import save_npy_atomic
+from aeclust.io import save_npy_atomic, temporary_beside
 from aeclust.progress import Progress
 
 INFERENCE_BATCH = 500
@@ -63,10 +62,7 @@ class OutputRows:
             if self.path is None:
                 self.array = np.empty(shape, dtype=np.float32)
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-                os.close(fd)
-                self.temporary = Path(name)
+                self.temporary = temporary_beside(self.path)
                 self.array = np.lib.format.open_memmap(self.temporary, mode="w+", dtype=np.float32, shape=shape)
         self.array[offset : offset + len(values)] = values
         self.batches += 1

@@ -31,7 +31,7 @@ from aeclust.config import RunConfig
 from aeclust.data.images import load_npy
 from aeclust.errors import CheckpointError, RunDirError
 from aeclust.format_version import FORMAT_VERSION
-from aeclust.io import atomic_open, save_npy_atomic, write_text_atomic
+from aeclust.io import copy_file_atomic, save_npy_atomic, write_text_atomic
 
 __all__ = [
     "ARRAY_NAMES",
@@ -199,8 +199,7 @@ class RunDir:
             original = source.path / name
             if not original.is_file():
                 continue
-            with original.open("rb") as reader, atomic_open(self.path / name, "wb") as writer:
-                shutil.copyfileobj(reader, writer)
+            copy_file_atomic(original, self.path / name)
             shutil.copystat(original, self.path / name)
 
     # -- reads and writes ----------------------------------------------------------------------------
@@ -285,16 +284,12 @@ class RunDir:
         if mapped is None:
             save_npy_atomic(target, array)
         elif not (target.is_file() and mapped.samefile(target)):
-            with open(mapped, "rb") as source, atomic_open(target, "wb") as handle:
-                shutil.copyfileobj(source, handle, COPY_BUFFER)
+            copy_file_atomic(mapped, target)
 
     def load_array(self, name: str, mmap: bool = False) -> np.ndarray:
         """``arrays/NAME.npy`` (``mmap``: memory-mapped read-only, for arrays larger than memory), or an InputError
         line naming the file when it is missing or unreadable."""
         return load_npy(self.array(name), name.replace("_", " "), mmap=mmap)
-
-
-COPY_BUFFER = 16 * 2**20
 
 
 def whole_npy_file(array: np.ndarray) -> Path | None:
