@@ -1,13 +1,19 @@
-"""Wall time of (a) the course pipeline and (b) aeclust's default, stage by stage, side by side in one run.
+"""Wall time of the course pipeline and of aeclust's default, stage by stage, side by side in one run.
 
-    python bench/speed.py [--out DIR] [--growth CIFAR10_TRAIN_ARCHIVE] [--processes N] [--reuse] [--only-default]
+    python bench/speed.py [--out DIR] [--runs course lean default] [--growth CIFAR10_TRAIN_ARCHIVE]
+                          [--processes N] [--reuse]
 
-(a) is the `baseline` preset: the study's model, 20 epochs, KernelPCA → scikit-learn t-SNE → k-means.
-(b) is the default model (`aeclust run` with no options). Both run on the embedded set with seed 0; --reuse reads
-runs that finished in --out before. With --growth, the default's clustering stage is also timed at N = 2,000,
-8,500 and 50,000 latents (the 50,000 from the CIFAR-10 train archive, encoded by (b)'s model). With --processes N,
-(b) is run again under `torchrun --nproc_per_node=N` (gloo on a CPU, NCCL on GPUs) and timed beside (b).
---only-default leaves out (a), for timing the default alone.
+(a) course: the `baseline` preset as bench/speed.py always ran it: the study's model, 20 epochs, with the study's
+    per-epoch history (train MSE over every image and a val clustering after each epoch), then KernelPCA →
+    scikit-learn t-SNE → k-means.
+(a′) lean course: the same, as the course's own sample code runs it: 20 epochs, then KernelPCA, t-SNE and k-means
+    once, with no per-epoch evaluation (`train.mse_every=0`, `train.val_every=0`).
+(b) default: the default model (`aeclust run` with no options).
+All run on the embedded set with seed 0, one after another (--runs picks which; by default all three); --reuse
+reads runs that finished in --out before. With --growth, the default's clustering stage is also timed at
+N = 2,000, 8,500 and 50,000 latents (the 50,000 from the CIFAR-10 train archive, encoded by (b)'s model). With
+--processes N, (b) is run again under `torchrun --nproc_per_node=N` (gloo on a CPU, NCCL on GPUs) and timed
+beside (b).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from aeclust.cluster import cluster_latents
+from aeclust.config import with_settings
 from aeclust.data import ImageSet, load_images
 from aeclust.data.embedded import decode_archive, embedded_archive
 from aeclust.infer import infer
@@ -31,8 +38,16 @@ from aeclust.rundir import RunDir
 from aeclust.train import load_model
 
 
-def timed_run(name: str, out: Path, reuse: bool) -> tuple[dict, Path]:
-    run_dir, config = RunDir(out / name), preset(name)
+# label → (preset, settings, run folder)
+RUNS = {
+    "course": ("(a) course", "baseline", [], "baseline"),
+    "lean": ("(a′) lean course", "baseline", ["train.mse_every=0", "train.val_every=0"], "baseline-lean"),
+    "default": ("(b) default", DEFAULT_MODEL, [], DEFAULT_MODEL),
+}
+
+
+def timed_run(name: str, out: Path, reuse: bool, settings: list[str] = (), folder: str | None = None):
+    run_dir, config = RunDir(out / (folder or name)), with_settings(preset(name), list(settings))
     if reuse and run_dir.metrics.is_file():
         # A preset changes between releases; timing its old settings as "the default" would mislead.
         if run_dir.read_config() != config:
@@ -126,13 +141,32 @@ def growth(archive: Path, model_run: Path) -> None:
         )
 
 
+def print_columns(columns: dict[str, tuple[dict, dict[str, float], Path]]) -> None:
+    """Every stage's seconds per run, then the default's share of each course run's, end to end."""
+    labels = list(columns)
+    stages = list(next(iter(columns.values()))[1])
+    print("\n| stage | " + " | ".join(f"{label}, s" for label in labels) + " |")
+    print("|---" * (len(labels) + 1) + "|")
+    for stage in stages:
+        print(f"| {stage} | " + " | ".join(f"{columns[label][1][stage]:.1f}" for label in labels) + " |")
+    for key in ("val_accuracy", "train_accuracy"):
+        values = [columns[label][0].get(key, float("nan")) for label in labels]
+        print(f"| {key} | " + " | ".join(f"{value:.3f}" for value in values) + " |")
+    end = "end to end (run + report)"
+    if "(b) default" in columns:
+        for label in labels:
+            if label != "(b) default":
+                ratio = columns["(b) default"][1][end] / columns[label][1][end]
+                print(f"\nend-to-end ratio (b) default / {label}: {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-speed"))
     parser.add_argument("--growth", type=Path, help="CIFAR-10 train archive for the N = 50,000 point")
     parser.add_argument("--reuse", action="store_true", help="read finished runs in --out instead of running again")
     parser.add_argument("--processes", type=int, help="also time the default under torchrun with this many processes")
-    parser.add_argument("--only-default", action="store_true", help="time the default alone, without the course run")
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="which runs to time")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -140,25 +174,14 @@ def main() -> None:
     decode_seconds = time.perf_counter() - started
 
     columns = {}
-    runs = (("(b) default", DEFAULT_MODEL),) if args.only_default else (("(a) course", "baseline"), ("(b) default", DEFAULT_MODEL))
-    for label, name in runs:
-        metrics, run_dir = timed_run(name, args.out, args.reuse)
+    for key in args.runs:
+        label, name, settings, folder = RUNS[key]
+        metrics, run_dir = timed_run(name, args.out, args.reuse, settings, folder)
         columns[label] = (metrics, stage_rows(metrics, decode_seconds, time_report(run_dir, args.out)), run_dir)
-
-    b_metrics, b, b_dir = columns["(b) default"]
-    if args.only_default:
-        print("\n| stage | (b) default, s |\n|---|---|")
-        for stage, seconds in b.items():
-            print(f"| {stage} | {seconds:.1f} |")
-    else:
-        a_metrics, a, _ = columns["(a) course"]
-        print("\n| stage | (a) course, s | (b) default, s | b/a |\n|---|---|---|---|")
-        for stage in a:
-            ratio = f"{b[stage] / a[stage]:.2f}" if a[stage] > 0 else "–"
-            print(f"| {stage} | {a[stage]:.1f} | {b[stage]:.1f} | {ratio} |")
-        for key in ("val_accuracy", "train_accuracy"):
-            print(f"| {key} | {a_metrics.get(key, float('nan')):.3f} | {b_metrics.get(key, float('nan')):.3f} | |")
-        print(f"\nend-to-end ratio b/a: {b['end to end (run + report)'] / a['end to end (run + report)']:.2f}")
+    print_columns(columns)
+    if "(b) default" not in columns:
+        return
+    b_metrics, _, b_dir = columns["(b) default"]
     if args.processes:
         processes_table(b_metrics, torchrun_default(args.processes, args.out, args.reuse), args.processes)
     if args.growth:

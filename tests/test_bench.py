@@ -13,6 +13,7 @@ from conftest import tiny_config
 
 from aeclust.config import ClusterConfig, RunConfig
 from aeclust.data import load_images
+from aeclust.errors import RunDirError
 from aeclust.pipeline import run
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -278,3 +279,42 @@ def test_scale_samples_the_epoch_of_a_large_set_and_runs_the_rest_after_no_train
     assert "encoding every image (after no training)" in by_stage and "one training epoch" not in by_stage
     assert by_stage["predict"]["exit"] == 0
     assert json.loads((tmp_path / "runs" / "120-store" / "metrics.json").read_text())["epochs"] == 0
+
+
+def test_speed_times_the_lean_course_run_apart_from_the_course_run(speed, tmp_path):
+    label, name, settings, folder = speed.RUNS["lean"]
+    config = speed.with_settings(speed.preset(name), settings)
+    assert (config.train.mse_every, config.train.val_every, config.train.epochs) == (0, 0, 20)
+    run_dir = tmp_path / folder
+    run_dir.mkdir()
+    speed.preset("baseline").save(run_dir / "config.json")  # the course run's settings in the lean run's place
+    (run_dir / "metrics.json").write_text(json.dumps({"timings": {"total_seconds": 1.0}}))
+    with pytest.raises(SystemExit, match="holds a run with other settings than baseline has now"):
+        speed.timed_run(name, tmp_path, True, settings, folder)
+
+
+def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monkeypatch):
+    budget = load_bench("budget.py")
+    monkeypatch.setattr(budget.subprocess, "run", lambda *a, **kw: pytest.fail("a finished run is read back"))
+    records = []
+    for seed, accuracy in ((0, 0.85), (1, 0.87)):
+        run_dir = tmp_path / "animals-vs-vehicles" / "5m" / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text("{}")
+        record = {"budget_seconds": 300.0, "epochs": 5, "train_accuracy": accuracy, "nmi": 0.4, "wall_seconds": 290.0}
+        (run_dir / "bench-budget.json").write_text(json.dumps(record))
+        records.append(budget.run_once("animals-vs-vehicles", "5m", seed, run_dir, None))
+    assert records[1]["train_accuracy"] == 0.87
+    table = budget.table({"animals-vs-vehicles": {"5m": records}})
+    assert "| animals-vs-vehicles | 5m | 2 | 5/5 | 0.860 ± 0.014 | 0.850 / 0.870 | 0.400 ± 0.000 | 290 / 290 | 0.97 |" in table
+    budget.figure({"animals-vs-vehicles": {"5m": records, "20m": records}}, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "config.json").write_text("{}")  # a run stopped part-way is started again, not read back
+    started = []
+    monkeypatch.setattr(budget.subprocess, "run", lambda command, check: started.append(command))
+    with pytest.raises(RunDirError, match="metrics.json"):
+        budget.run_once("animals-vs-vehicles", "5m", 0, stopped, None)  # the stand-in wrote no metrics
+    assert started and "--budget" in started[0] and not (stopped / "config.json").exists()

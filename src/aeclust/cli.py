@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from aeclust.errors import AeclustError, ConfigError
@@ -24,6 +25,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, help="side in pixels every image is resized to (default 32)")
     parser.add_argument("--model", help=f"one of: {', '.join(MODELS)} (default {DEFAULT_MODEL})")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the model's)")
+    parser.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help="the time the run may take, e.g. 5m, 30m, 2h: it measures its own speed and plans its epochs to end "
+        "within it (default: the model's own epochs)",
+    )
     parser.add_argument("--seed", type=int, help="random seed; the same seed gives the same clusters (default 0)")
     _add_k_options(parser, "number of clusters, or auto to choose it from the data (default 2)")
     parser.add_argument("--batch-size", type=int, help="training batch size")
@@ -107,14 +114,31 @@ def build_config(args: argparse.Namespace):
 
         config = with_settings(config, args.set)
     _apply_k_range(config.cluster, args.k_range)
+    if args.budget is not None:
+        from aeclust.budget import parse_duration
+
+        planned = [
+            option for option, given in (
+                ("--epochs", args.epochs is not None), ("--refine-epochs", args.refine_epochs is not None),
+                *((f"--set {item}", True) for item in args.set or [] if item.startswith(BUDGET_PLANS)),
+            ) if given
+        ]  # fmt: skip
+        if planned:
+            raise ConfigError(
+                f"--budget {args.budget} plans the epochs itself; found {', '.join(planned)} too. Give one or the other"
+            )
+        config.budget_seconds = parse_duration(args.budget)
     return config
+
+
+BUDGET_PLANS = ("train.epochs=", "train.mse_every=", "refine.epochs=")  # the settings a budget's plan sets
 
 
 # Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains
 # (--epochs), and where it runs (--threads, --device, --workers).
 SETTING_OPTIONS = (
     "data", "image_size", "model", "seed", "k", "k_range", "batch_size", "lr", "beta",
-    "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs", "set",
+    "reducer", "components", "embedder", "clusterer", "latent", "scaling", "refine_epochs", "set", "budget",
 )  # fmt: skip
 
 
@@ -129,6 +153,7 @@ def refuse_settings_on_resume(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()  # before torch is imported: a --budget counts that time too
     refuse_settings_on_resume(args)
     config = build_config(args)  # before importing torch, so a bad option fails at once
     from aeclust.pipeline import run
@@ -141,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run(
             config, args.out or args.resume, resume=args.resume is not None, force=args.force,
-            resume_machine={"threads": args.threads, "device": args.device, "workers": args.workers},
+            resume_machine={"threads": args.threads, "device": args.device, "workers": args.workers}, started=started,
         )  # fmt: skip
     finally:
         stop_engine()

@@ -57,6 +57,11 @@ class TrainConfig:
     weight_decay: float = 1e-5
     flip: bool = False  # random horizontal flips as augmentation
     schedule: str = "constant"  # constant | onecycle (warm up, then anneal the learning rate)
+    # The history measures the train MSE (a pass over every train image through encoder and decoder) after every
+    # mse_every-th epoch and after the last; 0: after the last only. Likewise the val accuracy (encoding and
+    # clustering the val images) after every val_every-th epoch. Neither changes what the model learns.
+    mse_every: int = 1
+    val_every: int = 1
 
 
 @dataclass
@@ -124,6 +129,8 @@ class RunConfig:
     # Processes reading training batches beside the one computing (aeclust.data.batches). None: none on a CPU,
     # whose cores the model needs, and a few on a GPU. Results are the same for any number.
     workers: int | None = None
+    # The time the run was given (--budget), in seconds; its plan set the epochs (aeclust.budget). 0: no budget.
+    budget_seconds: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from aeclust.budget import BudgetClock, BudgetPlan, format_duration, measure_speeds, plan_budget
 from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
 from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.config import AUTO_K, RunConfig, with_settings
@@ -82,11 +83,14 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
             "expected self-label epochs >= 0 and 0 < confident share <= 1"
         )
     check_views(config.model)
-    if config.train.epochs < 0 or config.train.batch_size < 1 or config.train.lr <= 0:
+    train = config.train
+    if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(train.mse_every, train.val_every) < 0:
         raise ConfigError(
-            f"epochs={config.train.epochs}, batch size={config.train.batch_size}, lr={config.train.lr}: "
-            "expected epochs >= 0, batch size >= 1 and lr > 0"
+            f"epochs={train.epochs}, batch size={train.batch_size}, lr={train.lr}, mse_every={train.mse_every}, "
+            f"val_every={train.val_every}: expected epochs >= 0, batch size >= 1, lr > 0 and the others >= 0"
         )
+    if config.budget_seconds < 0:
+        raise ConfigError(f"budget {config.budget_seconds}s: expected a positive time, or 0 for none")
 
 
 def prepare_run_dir(
@@ -134,14 +138,17 @@ def run(
     resume: bool = False,
     force: bool = False,
     resume_machine: dict[str, Any] | None = None,
+    started: float | None = None,
 ) -> RunResult:
     """Train, cluster and score one model; write everything into a new run directory (or resume one).
 
     A resumed run keeps the settings it was started with, except a longer ``config.train.epochs`` and, when
     given, ``resume_machine``'s (threads, device, workers: see :data:`MACHINE_SETTINGS`). Under torchrun every
-    process calls this; they train together and only the main one writes.
+    process calls this; they train together and only the main one writes. ``started`` (a ``time.perf_counter()``
+    reading) is when the run's clock began, for its timings and ``config.budget_seconds``: by default, now; the
+    command line passes the moment it started, so a budget counts the time spent importing too.
     """
-    started = time.perf_counter()
+    started = started if started is not None else time.perf_counter()
     if resume:  # the saved settings say which data to load
         config, run_dir = prepare_run_dir(config, out, resume, force, resume_machine)
     check_names(config)
@@ -151,12 +158,18 @@ def run(
     images = images if images is not None else load_in_turn(config, engine)
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
+    plan = None
+    if config.budget_seconds > 0 and not resume:
+        plan = plan_run(config, images, engine, time.perf_counter() - started)
+        config = plan.apply(config)
     if not resume:  # only now, so a bad input leaves no empty run directory behind and --force removes nothing
         if engine.is_main:
             config, run_dir = prepare_run_dir(config, out, resume, force)
         run_dir = Path(engine.broadcast(str(run_dir) if engine.is_main else None))
     if engine.is_main:
         RunDir(run_dir).write_config(config)
+        if plan is not None:
+            plan.save(RunDir(run_dir).budget)
     log(
         f"run {run_dir} on {engine.describe()}: model {config.model_name}, "
         f"{len(images.train_images)} train images from {images.source}"
@@ -165,6 +178,12 @@ def run(
     trainer = Trainer(config, images, run_dir, engine)
     if resume:
         trainer.resume()
+    clock = None
+    if config.budget_seconds > 0:
+        plan = plan if plan is not None else read_plan(RunDir(run_dir))
+        # A resumed run's earlier sessions: their epochs as the history timed them, and the measuring before.
+        earlier = sum(r.train_seconds + r.eval_seconds for r in trainer.history) + plan.speeds.measuring_seconds
+        clock = trainer.clock = BudgetClock(config.budget_seconds, started, earlier if resume else 0.0)
     mark = time.perf_counter()
     trainer.fit()
     timings["this_session_train_seconds"] = time.perf_counter() - mark
@@ -177,12 +196,33 @@ def run(
     timings["train_seconds"] = sum(r.train_seconds for r in trained.history)
     timings["epoch_eval_seconds"] = sum(r.eval_seconds for r in trained.history)
     metrics: dict = {"model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trained.epoch}
+    if clock is not None:
+        metrics["budget"] = plan.to_dict()
     result = cluster_refine_and_write(
         run_dir, config, images, trained.autoencoder, trained.evaluation, metrics, timings, started,
-        resume_refinement=resume, engine=engine,
+        resume_refinement=resume, engine=engine, clock=clock,
     )  # fmt: skip
     result.history = trained.history
     return result
+
+
+def plan_run(config: RunConfig, images: ImageSet, engine: Engine, spent_seconds: float) -> BudgetPlan:
+    """Measure this run's speed here and plan its epochs to end within ``config.budget_seconds``."""
+    log(f"measuring this run's speed to plan its budget of {format_duration(config.budget_seconds)}")
+    speeds = measure_speeds(config, images, engine)
+    plan = plan_budget(
+        config.budget_seconds, config, len(images.train_images), len(images.val_images) if images.has_val else 0,
+        speeds, spent_seconds + speeds.measuring_seconds,
+    )  # fmt: skip
+    plan = engine.broadcast(plan if engine.is_main else None)  # under torchrun every process follows main's plan
+    log(plan.describe())
+    return plan
+
+
+def read_plan(directory: RunDir) -> BudgetPlan:
+    if not directory.budget.is_file():
+        raise RunDirError(f"{directory.path}: a run with a budget, but its plan ({directory.budget.name}) is missing")
+    return BudgetPlan.load(directory.budget)
 
 
 def load_in_turn(config: RunConfig, engine: Engine) -> ImageSet:
@@ -208,13 +248,15 @@ def cluster_refine_and_write(
     *,
     resume_refinement: bool = False,
     engine: Engine | None = None,
+    clock: BudgetClock | None = None,
 ) -> RunResult:
     """The end of every run, shared by :func:`run` and :func:`recluster`: choose k if the configuration leaves it
     to the data, cluster the train latents, refine, score, and write prediction.csv, arrays/ and metrics.json.
 
     ``evaluation`` holds the trained model's latents (and, when it has one, a val clustering with this
     configuration); ``metrics`` and ``timings`` are what the caller has recorded so far. Under torchrun the main
-    process clusters and writes; every process refines.
+    process clusters and writes; every process refines. A budgeted run's ``clock`` adds the time left to the
+    refinement's lines and the time taken to ``metrics["budget"]``.
     """
     engine = engine if engine is not None else start_engine(config.device)
     directory = RunDir(run_dir)
@@ -268,7 +310,7 @@ def cluster_refine_and_write(
         refiner = NeighbourRefiner(model, images, config, initial_clusters, run_dir, evaluation.epoch, engine)
         if resume_refinement and refiner.resume():
             log(f"resuming the refinement after its epoch {refiner.epoch}")
-        refined = refiner.fit(log)
+        refined = refiner.fit(log if clock is None else lambda line: log(f"{line}  {clock.describe()}"))
         timings["refine_seconds"] = time.perf_counter() - mark
         timings |= {f"refine_{part}_seconds": seconds for part, seconds in refiner.seconds.items()}
         train_clustering = Clustering(refined.train_features, refined.train_features, refined.train_clusters)
@@ -290,6 +332,10 @@ def cluster_refine_and_write(
         directory.save_array(name, array)
     timings["total_seconds"] = time.perf_counter() - started
     metrics["timings"] = timings
+    if clock is not None:
+        taken = clock.spent()
+        metrics["budget"] |= {"taken_seconds": taken, "share_taken": taken / clock.budget_seconds}
+        log(f"budget {format_duration(clock.budget_seconds)}: took {format_duration(taken)}")
     metrics["class_names"] = images.class_names
     directory.write_metrics(metrics)
     return RunResult(run_dir, metrics, train_clustering.clusters)
@@ -329,6 +375,7 @@ def recluster(
             "again (start a new run to change the others)"
         )
     config = with_settings(config, list(settings))
+    config.budget_seconds = 0.0  # the source's training was budgeted; re-cutting it is not
     config.cluster.k = k
     if k_range is not None:
         config.cluster.k_min, config.cluster.k_max = k_range

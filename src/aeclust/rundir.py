@@ -48,6 +48,7 @@ __all__ = [
 # Paths inside a run directory, relative to it: the form in which error messages name what is missing.
 _CONFIG = "config.json"
 _METRICS = "metrics.json"
+_BUDGET = "budget.json"
 _PREDICTION = "prediction.csv"
 _HISTORY = "history.csv"
 _CHECKPOINTS = "checkpoints"
@@ -169,6 +170,11 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.path / _LAST_CHECKPOINT
+
+    @property
+    def budget(self) -> Path:
+        """budget.json: a budgeted run's plan (aeclust.budget)."""
+        return self.path / _BUDGET
 
     @property
     def refine_checkpoint(self) -> Path:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aeclust.budget import BudgetClock
 from aeclust.cluster import Clustering, cluster_latents
 from aeclust.config import ModelConfig, RunConfig, TrainConfig
 from aeclust.data import ImageSet
@@ -56,15 +57,23 @@ def encode_splits(
     *,
     train_latents: bool = True,
     train_latents_file: Path | None = None,
+    train_mse: bool = True,
+    val: bool = True,
 ) -> Evaluation:
-    """Reconstruction MSE of the train images and, when there are any, the val images, with the val latents and
-    (``train_latents``) the train latents, written to ``train_latents_file`` when given (see :func:`infer`)."""
-    train_outputs = ("latents", "mse") if train_latents else ("mse",)
-    train = infer(model, images.train_images, train_outputs, engine=engine, latents_file=train_latents_file)
-    evaluation = Evaluation(epoch, train.latents, train.mse)
-    if images.has_val:
-        val = infer(model, images.val_images, ("latents", "mse"), engine=engine)
-        evaluation.val_latents, evaluation.val_mse = val.latents, val.mse
+    """Reconstruction MSE of the train images and, when there are any (and ``val``), the val images, with the val
+    latents and (``train_latents``) the train latents, written to ``train_latents_file`` when given (see
+    :func:`infer`).
+
+    Without ``train_mse`` or ``train_latents`` the train images are not encoded at all (their MSE is nan)."""
+    train_outputs = (("latents",) if train_latents else ()) + (("mse",) if train_mse else ())
+    evaluation = Evaluation(epoch, None, float("nan"))
+    if train_outputs:
+        train = infer(model, images.train_images, train_outputs, engine=engine, latents_file=train_latents_file)
+        evaluation.train_latents = train.latents
+        evaluation.train_mse = train.mse if train_mse else float("nan")
+    if images.has_val and val:
+        encoded = infer(model, images.val_images, ("latents", "mse"), engine=engine)
+        evaluation.val_latents, evaluation.val_mse = encoded.latents, encoded.mse
     return evaluation
 
 
@@ -200,6 +209,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[EpochRecord] = []
         self.latest_evaluation: Evaluation | None = None
+        self.clock: BudgetClock | None = None  # a budgeted run's: its epoch lines say how much time is left
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state(self, full: bool) -> dict:
@@ -290,15 +300,18 @@ class Trainer:
 
         Evaluates the model as it is after ``self.epoch`` epochs. After the last epoch the train latents come along
         for the run's final step, written straight to the run's ``arrays/train_latents.npy`` (at a million images
-        they are 8 GB); earlier epochs need only the MSE. Under torchrun every process encodes its share; the main
-        one clusters val.
+        they are 8 GB); earlier epochs need only the MSE, and only every ``mse_every``-th (its cost is a pass over
+        every train image). Under torchrun every process encodes its share; the main one clusters val.
         """
         last = self.epoch >= self.config.train.epochs
+        train = self.config.train
         evaluation = encode_splits(
             self.model, self.images, self.epoch, self.engine, train_latents=last,
             train_latents_file=self.run_dir.array("train_latents") if last and self.engine.is_main else None,
+            train_mse=last or (train.mse_every > 0 and self.epoch % train.mse_every == 0),
+            val=last or (train.val_every > 0 and self.epoch % train.val_every == 0),
         )  # fmt: skip
-        if self.images.has_val and self.engine.is_main:
+        if evaluation.val_latents is not None and self.engine.is_main:
             evaluation.val_clustering = cluster_latents(evaluation.val_latents, self.config.cluster, self.config.seed)
         self.latest_evaluation = evaluation
         return evaluation
@@ -325,9 +338,11 @@ class Trainer:
             self.save_checkpoint()
             if self.engine.is_main:
                 self.run_dir.write_history(self.history)
+            mse = f"{train_mse:.4f}" if math.isfinite(train_mse) else "  –   "  # measured every mse_every epochs
             log(
-                f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {train_mse:.4f}  "
+                f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {mse}  "
                 f"val acc {val_accuracy:.3f}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
+                + (f"  {self.clock.describe()}" if self.clock is not None else "")
             )
             if on_epoch is not None:
                 on_epoch(record)

@@ -163,20 +163,23 @@ def history_figure(run: FinishedRun, images: ImageSet | None = None) -> Figure:
     figure = new_figure(7.5, 4.6)
     axes = figure.subplots()
     epochs = [record.epoch for record in run.history]
-    train_mse = [record.train_mse for record in run.history]
     val_accuracy = [record.val_accuracy for record in run.history]
+    # The train MSE is measured every mse_every epochs (and after the last); the line joins those it has.
+    measured = [record for record in run.history if not math.isnan(record.train_mse)]
     handles = axes.plot(
-        epochs, train_mse, color=MSE_COLOUR, marker="o", label="train MSE (all train images, [-1, 1] space)"
-    )
+        [record.epoch for record in measured], [record.train_mse for record in measured], color=MSE_COLOUR,
+        marker="o", label="train MSE (all train images, [-1, 1] space)",
+    )  # fmt: skip
     axes.set_ylabel("train MSE", color=MSE_COLOUR)
     axes.tick_params(axis="y", colors=MSE_COLOUR)
     if any(not math.isnan(value) for value in val_accuracy):
         twin = axes.twinx()
         val_labels = images.val_labels if images is not None else None
         rule = f", {accuracy_rule(len(np.unique(val_labels)), run.k)}" if val_labels is not None else ""
+        scored = [(epoch, value) for epoch, value in zip(epochs, val_accuracy) if not math.isnan(value)]
         handles += twin.plot(
-            epochs,
-            val_accuracy,
+            [epoch for epoch, _ in scored],
+            [value for _, value in scored],
             color=ACCURACY_COLOUR,
             marker="s",
             linestyle="--",

@@ -1,0 +1,162 @@
+"""Accuracy against the time a run is given: `aeclust run --budget B` at several budgets, side by side.
+
+    python bench/budget.py [--data NAME=SOURCE ...] [--budgets 5m 20m 60m 150m] [--seeds 0 1 2]
+                           [--all-seeds-up-to 20m] [--ten-way SOURCE] [--ten-way-budget 60m]
+                           [--out DIR] [--figure PNG] [--only NAME/BUDGET ...]
+
+Each run is `python -m aeclust run --budget B --seed S --data SOURCE` in its own process, timed from its start to
+its end (wall seconds, imports included), the machine otherwise left alone. Budgets up to --all-seeds-up-to run
+every seed, longer ones the first seed only. --data defaults to the embedded set; add a pairing, e.g.
+--data birds-vs-airplanes=/tmp/pairs/birds-vs-airplanes (bench/pairings.py builds them). --ten-way adds ten-way
+clustering (--k 10) of that source (the CIFAR-10 train split, a folder of class folders) at --ten-way-budget.
+
+A run that finished under --out is read back, not run again, so the curve grows over several sittings; one that
+was stopped part-way is started again (a resumed run's time would not be one sitting's). Prints per set and budget:
+epochs planned, train accuracy (mean ± sd, and per seed), NMI, wall seconds and the largest wall/budget; writes
+results.json under --out and, with --figure, accuracy against budget as a figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aeclust.budget import format_duration, parse_duration
+from aeclust.rundir import RunDir
+
+EMBEDDED = "animals-vs-vehicles"
+
+
+def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None) -> dict:
+    """One budgeted run's figures, run now or read back from ``run_dir``."""
+    record_file = run_dir / "bench-budget.json"
+    if record_file.is_file() and (run_dir / "metrics.json").is_file():
+        return json.loads(record_file.read_text())
+    if run_dir.exists():
+        print(f"{run_dir}: stopped part-way before; starting it again", file=sys.stderr, flush=True)
+        shutil.rmtree(run_dir)
+    command = [sys.executable, "-m", "aeclust", "run", "--budget", budget, "--seed", str(seed), "--out", str(run_dir)]
+    command += ["--data", source] if source != EMBEDDED else []
+    command += ["--k", str(k)] if k is not None else []
+    print("$", " ".join(command), file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - started
+    metrics = RunDir(run_dir).read_metrics()
+    scores = metrics.get("train_scores", {})
+    record = {
+        "source": source, "budget": budget, "budget_seconds": parse_duration(budget), "seed": seed,
+        "epochs": metrics["epochs"], "k": metrics["k"], "wall_seconds": wall,
+        "taken_seconds": metrics["budget"]["taken_seconds"], "estimate_seconds": metrics["budget"]["estimate_seconds"],
+        "train_accuracy": metrics.get("train_accuracy"), "nmi": scores.get("nmi"),
+        "val_accuracy": metrics.get("val_accuracy"),
+    }  # fmt: skip
+    record_file.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def table(results: dict[str, dict[str, list[dict]]]) -> str:
+    lines = [
+        "| set | budget | seeds | epochs | train accuracy | per seed | NMI | wall s | largest wall / budget |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, budgets in results.items():
+        for budget, records in budgets.items():
+            accuracy = [r["train_accuracy"] for r in records]
+            epochs = "/".join(str(r["epochs"]) for r in records)
+            per_seed = " / ".join(f"{value:.3f}" for value in accuracy)
+            walls = " / ".join(f"{r['wall_seconds']:.0f}" for r in records)
+            ratio = max(r["wall_seconds"] / r["budget_seconds"] for r in records)
+            lines.append(
+                f"| {name} | {budget} | {len(records)} | {epochs} | {spread(accuracy)} | {per_seed} | "
+                f"{spread([r['nmi'] for r in records])} | {walls} | {ratio:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def figure(results: dict[str, dict[str, list[dict]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    for name, budgets in results.items():
+        minutes = [parse_duration(budget) / 60 for budget in budgets]
+        means = [statistics.mean(r["train_accuracy"] for r in records) for records in budgets.values()]
+        (line,) = axes.plot(minutes, means, marker="o", label=f"{name} (mean over seeds)")
+        for budget, records in budgets.items():
+            axes.scatter(
+                [parse_duration(budget) / 60] * len(records), [r["train_accuracy"] for r in records],
+                color=line.get_color(), alpha=0.4, s=14,
+            )  # fmt: skip
+    axes.set_xscale("log")
+    axes.set_xlabel("budget, minutes (2-core CPU; log scale)")
+    axes.set_ylabel("train accuracy")
+    axes.set_title("aeclust run --budget: accuracy against the time given")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", action="append", metavar="NAME=SOURCE", help="a set to run (default: embedded)")
+    parser.add_argument("--budgets", nargs="+", default=["5m", "20m", "60m", "150m"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--all-seeds-up-to", default="20m", help="longer budgets run the first seed only")
+    parser.add_argument("--ten-way", metavar="SOURCE", help="also cluster this source ten ways (--k 10)")
+    parser.add_argument("--ten-way-budget", default="60m")
+    parser.add_argument("--only", nargs="+", metavar="NAME/BUDGET", help="run only these; read back the others")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
+    parser.add_argument("--figure", type=Path, help="write accuracy against budget here (PNG)")
+    args = parser.parse_args()
+
+    sets = dict(item.split("=", 1) for item in args.data) if args.data else {EMBEDDED: EMBEDDED}
+    for budget in [*args.budgets, args.all_seeds_up_to, args.ten_way_budget]:
+        parse_duration(budget)  # a typo fails before any run
+    all_seeds_up_to = parse_duration(args.all_seeds_up_to)
+    plan = [
+        (name, source, budget, None, args.seeds if parse_duration(budget) <= all_seeds_up_to else args.seeds[:1])
+        for name, source in sets.items()
+        for budget in args.budgets
+    ]
+    if args.ten_way:
+        plan.append(("cifar10 ten-way", args.ten_way, args.ten_way_budget, 10, args.seeds[:1]))
+
+    results: dict[str, dict[str, list[dict]]] = {}
+    for name, source, budget, k, seeds in plan:
+        wanted = args.only is None or f"{name}/{budget}" in args.only
+        for seed in seeds:
+            run_dir = args.out / name.replace(" ", "-") / budget / f"seed{seed}"
+            if not wanted and not (run_dir / "bench-budget.json").is_file():
+                continue
+            record = run_once(source, budget, seed, run_dir, k)
+            results.setdefault(name, {}).setdefault(budget, []).append(record)
+            print(
+                f"{name} {budget} seed {seed}: train {record['train_accuracy']:.3f}, {record['epochs']} epochs, "
+                f"{format_duration(record['wall_seconds'])} of {budget}",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    if args.figure is not None:
+        figure(results, args.figure)
+        print(f"\nfigure: {args.figure}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""``--budget``: a run planned from its own measured speed, so that it ends within a given time.
+
+Before training, the run times its own first steps on this machine and device (a few training batches, a few
+refinement batches, an encoding pass, a clustering of a sample) with a throwaway copy of its model, then
+:func:`plan_budget` sets what grows with time: the training epochs (and the one-cycle schedule over them, which
+is planned from the epochs), how often the history measures the train MSE, and, for budgets too short to hold
+it, the refinement. The plan is written into the run's settings (``config.json``) and ``budget.json``, so a
+resumed run continues the same plan and the same seed with the same plan gives the same clusters; ``budget.json``
+also lists the settings that repeat the plan without measuring anything.
+
+What does not grow: the model's width and its views' size. Wider models and full-size views cost more per
+epoch than they gave back in accuracy within the times measured (docs/results.md, sections 11–12); epochs are
+what improved every set (section 13). The refinement stays at its configured epochs: 6 epochs gave no more than
+3 (section 7), and self-labelling lowered accuracy (section 8).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from aeclust.cluster import cluster_latents
+from aeclust.config import RunConfig
+from aeclust.data import ImageSet
+from aeclust.data.batches import images_at
+from aeclust.engine import Engine
+from aeclust.errors import ConfigError
+from aeclust.infer import infer
+from aeclust.io import torch_save_atomic, write_text_atomic
+from aeclust.loop import run_epoch, share_of_batch
+from aeclust.models import create_autoencoder
+from aeclust.neighbours import nearest_neighbours
+
+# The plan aims to end here, as a share of the budget: the rest absorbs what measuring a few steps cannot see
+# (a step slower in a later epoch, the machine's other work, writing the run's files). The estimates came within
+# 4 % of the time taken on the embedded set (docs/results.md, section 19).
+TARGET_SHARE = 0.95
+# The history's train-MSE passes may take this share of the training time: the history's curve needs 10 or so
+# points, not one per epoch of a 300-epoch run.
+HISTORY_SHARE = 0.05
+HISTORY_POINTS = 20  # MSE points wanted when the share allows them
+# The refinement may take at most this share of the budget; shorter budgets refine for fewer epochs, or none.
+REFINE_SHARE = 0.25
+SAMPLE = 2000  # images in the encoding and clustering samples
+WARMUP_STEPS, TIMED_STEPS = 1, 4
+# Neighbour search above the exact limit (a faiss index): seconds per image, measured at a million images on
+# this project's 2-core machine (docs/results.md, section 18). A GPU is faster; the plan then has time to spare.
+APPROXIMATE_SEARCH_SECONDS_PER_IMAGE = 4.0e-4
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as the user writes it: ``90s``, ``5m``, ``2h``, ``1h30m``."""
+    cleaned = text.strip().lower().replace(" ", "")
+    parts = _DURATION.findall(cleaned)
+    if not parts or "".join(number + unit for number, unit in parts) != cleaned:
+        raise ConfigError(f"budget: expected a duration such as 90s, 5m, 1h30m or 2h, found {text!r}")
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ConfigError(f"budget: expected a duration longer than nothing, found {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``1h05m``, ``4m30s``, ``45s``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+@dataclass
+class Speeds:
+    """What a run measured of itself before planning."""
+
+    train_step_seconds: float  # one training batch (batch_size images, every objective, forward and backward)
+    refine_step_seconds: float  # one refinement batch (anchors and partners)
+    full_pass_images_per_second: float  # encoded and decoded, as the history's MSE needs
+    encode_images_per_second: float  # encoded only, as the refinement needs
+    cluster_seconds: float  # the clustering stage on ``cluster_sample`` latents
+    cluster_sample: int
+    val_cluster_seconds: float  # the clustering stage on ``val_sample`` latents (as many as val has, or the sample)
+    val_sample: int
+    neighbour_seconds: float  # exact neighbour search among ``cluster_sample`` points
+    checkpoint_seconds: float  # writing one epoch's checkpoints
+    measuring_seconds: float  # how long measuring all this took
+
+
+@dataclass
+class BudgetPlan:
+    """How a run spends its budget: the settings it sets and what each stage is expected to take."""
+
+    budget_seconds: float
+    speeds: Speeds
+    epochs: int
+    mse_every: int
+    refine_epochs: int
+    estimate: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+
+    def settings(self) -> list[str]:
+        """The ``--set`` items that repeat this plan exactly, without measuring."""
+        return [
+            f"train.epochs={self.epochs}", f"train.mse_every={self.mse_every}", f"refine.epochs={self.refine_epochs}"
+        ]  # fmt: skip
+
+    def apply(self, config: RunConfig) -> RunConfig:
+        return replace(
+            config,
+            budget_seconds=self.budget_seconds,
+            train=replace(config.train, epochs=self.epochs, mse_every=self.mse_every),
+            refine=replace(config.refine, epochs=self.refine_epochs),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"budget {format_duration(self.budget_seconds)}: {self.epochs} epochs at about "
+            f"{format_duration(self.estimate['training'] / max(1, self.epochs))} each, train MSE every "
+            f"{self.mse_every}, {self.refine_epochs} refinement epochs; expected to end after about "
+            f"{format_duration(self.estimate['total'])} (a batch took {self.speeds.train_step_seconds:.2f}s)"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "budget_seconds": self.budget_seconds,
+            "epochs": self.epochs,
+            "mse_every": self.mse_every,
+            "refine_epochs": self.refine_epochs,
+            "settings": self.settings(),
+            "estimate_seconds": self.estimate,
+            "speeds": asdict(self.speeds),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> BudgetPlan:
+        return cls(
+            values["budget_seconds"], Speeds(**values["speeds"]), values["epochs"], values["mse_every"],
+            values["refine_epochs"], dict(values["estimate_seconds"]),
+        )  # fmt: skip
+
+    def save(self, path: Path) -> None:
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> BudgetPlan:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ConfigError(f"{path}: expected a budget plan (JSON), could not read it ({error})") from None
+
+
+def _scaled(seconds: float, sample: int, count: int, exponent: float) -> float:
+    return seconds * (count / max(1, sample)) ** exponent
+
+
+def _cluster_exponent(config: RunConfig) -> float:
+    """How the clustering stage's time grows with N: KernelPCA and t-SNE about as N², the others about as N."""
+    cluster = config.cluster
+    return 2.0 if cluster.reducer == "kpca" or cluster.embedder in ("tsne", "sklearn-tsne") else 1.0
+
+
+def plan_budget(
+    budget_seconds: float, config: RunConfig, train_count: int, val_count: int, speeds: Speeds, spent_seconds: float
+) -> BudgetPlan:
+    """The epochs, history interval and refinement epochs that end the run within ``budget_seconds``, given its
+    measured ``speeds`` and the ``spent_seconds`` it has already taken (loading, measuring)."""
+    train, refine = config.train, config.refine
+    # Per image, not per batch: an epoch's last, smaller batch costs about its share of a full one.
+    epoch_seconds = train_count / train.batch_size * speeds.train_step_seconds
+    mse_seconds = train_count / speeds.full_pass_images_per_second
+    exponent = _cluster_exponent(config)
+    val_cluster_seconds = _scaled(speeds.val_cluster_seconds, speeds.val_sample, val_count, exponent)
+    # After every epoch: the checkpoints, and the val images encoded and clustered.
+    per_epoch_seconds = speeds.checkpoint_seconds
+    if val_count:
+        per_epoch_seconds += val_count / speeds.full_pass_images_per_second + val_cluster_seconds
+    # At the end, the train images clustered and the val images cut again by the train's k and clusterer.
+    cluster_seconds = _scaled(speeds.cluster_seconds, speeds.cluster_sample, train_count, exponent)
+    cluster_seconds += val_cluster_seconds
+
+    exact_limit = refine.exact_search_limit
+    if exact_limit is None or train_count <= exact_limit:
+        search_seconds = _scaled(speeds.neighbour_seconds, speeds.cluster_sample, train_count, 2.0)
+    else:
+        search_seconds = train_count * APPROXIMATE_SEARCH_SECONDS_PER_IMAGE
+    encode_seconds = train_count / speeds.encode_images_per_second
+    refine_epoch_seconds = min(refine.anchors_per_epoch, train_count) / refine.batch_size * speeds.refine_step_seconds
+
+    def refinement(epochs: int) -> float:
+        if epochs + refine.self_label_epochs == 0:
+            return 0.0
+        minings = 1 + (max(0, epochs - 1) if refine.remine_neighbours else 0)
+        final = (train_count + val_count) / speeds.encode_images_per_second
+        # Self-labelling epochs cost about what a consistency epoch does, plus a pass to pick the confident images.
+        self_label = refine.self_label_epochs * (refine_epoch_seconds + encode_seconds)
+        return epochs * refine_epoch_seconds + minings * (encode_seconds + search_seconds) + final + self_label
+
+    target = budget_seconds * TARGET_SHARE - spent_seconds - cluster_seconds
+    refine_epochs = refine.epochs
+    while refine_epochs > 0 and refinement(refine_epochs) > REFINE_SHARE * budget_seconds:
+        refine_epochs -= 1
+    refine_seconds = refinement(refine_epochs)
+    # Every epoch trains and clusters val; the last also measures the train MSE (and writes the latents).
+    for_epochs = target - refine_seconds - mse_seconds
+    epochs = math.floor(for_epochs / (epoch_seconds + per_epoch_seconds)) if for_epochs > 0 else 0
+    mse_every = 1
+    if epochs > 1:
+        # As many MSE points as HISTORY_SHARE of the training time pays for, up to HISTORY_POINTS; the epochs
+        # are then counted again with the MSE passes' cost in.
+        points = min(HISTORY_POINTS, epochs, max(1, math.floor(HISTORY_SHARE * epochs * epoch_seconds / mse_seconds)))
+        mse_every = math.ceil(epochs / points)
+        epochs = math.floor(for_epochs / (epoch_seconds + per_epoch_seconds + mse_seconds / mse_every))
+    if epochs < 1:
+        needed = spent_seconds + cluster_seconds + refinement(0) + mse_seconds + epoch_seconds + per_epoch_seconds
+        raise ConfigError(
+            f"budget {format_duration(budget_seconds)}: too short for one epoch of {train_count:,} images here "
+            f"(a batch took {speeds.train_step_seconds:.2f}s; one epoch and the clustering need about "
+            f"{format_duration(needed / TARGET_SHARE)}); give a longer budget, or --epochs instead"
+        )
+    mse_passes = epochs // mse_every + (0 if epochs % mse_every == 0 else 1)
+    estimate = {
+        "spent_before_training": spent_seconds,
+        "training": epochs * epoch_seconds,
+        "history_and_checkpoints": epochs * per_epoch_seconds + mse_passes * mse_seconds,
+        "clustering": cluster_seconds,
+        "refinement": refine_seconds,
+    }
+    estimate["total"] = sum(estimate.values())
+    return BudgetPlan(budget_seconds, speeds, epochs, mse_every, refine_epochs, estimate)
+
+
+class BudgetClock:
+    """How much of a run's budget is left, for its progress lines; ``spent_before`` counts earlier sessions."""
+
+    def __init__(self, budget_seconds: float, started: float, spent_before: float = 0.0) -> None:
+        self.budget_seconds, self.started, self.spent_before = budget_seconds, started, spent_before
+
+    def spent(self) -> float:
+        return self.spent_before + time.perf_counter() - self.started
+
+    def describe(self) -> str:
+        left = self.budget_seconds - self.spent()
+        budget = format_duration(self.budget_seconds)
+        if left < 0:
+            return f"budget {budget}: {format_duration(-left)} over"
+        return f"budget {budget}: {format_duration(left)} left"
+
+
+def measure_speeds(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
+    """Time this run's own steps on this machine, with a throwaway model built as the run's will be.
+
+    Under torchrun every process takes part (the steps are distributed as the run's are) and all return the same
+    figures, the main process's. The random generators are left as they were, so the run that follows draws
+    exactly what it would have without measuring.
+    """
+    started = time.perf_counter()
+    devices = [engine.device] if engine.is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(config.seed)
+        speeds = _measure(config, images, engine)
+    speeds.measuring_seconds = time.perf_counter() - started
+    return engine.broadcast(speeds if engine.is_main else None)
+
+
+def _timed_steps(optimizer: torch.optim.Optimizer, engine: Engine, step, batch: torch.Tensor) -> float:
+    """Seconds per step of ``step`` on ``batch``, after a few untimed steps (allocation, caches, kernel choice)."""
+    run_epoch([batch] * WARMUP_STEPS, step, optimizer, engine, description="measuring speed")
+    started = time.perf_counter()
+    run_epoch([batch] * TIMED_STEPS, step, optimizer, engine, description="measuring speed")  # ends synchronised
+    return (time.perf_counter() - started) / TIMED_STEPS
+
+
+def _measure(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
+    # Imported here: train and refine import this module's callers, not this module.
+    from aeclust.augment import contrastive_view
+    from aeclust.objectives import NeighbourConsistencyObjective
+    from aeclust.refine import ClusterModel
+    from aeclust.train import SelfSupervisedModel
+
+    train_images = images.train_images
+    count = len(train_images)
+    generator = torch.Generator().manual_seed(config.seed)
+    view_generator = engine.view_generator(generator, config.seed)
+    autoencoder = create_autoencoder(config.model, images.image_size)
+    method = SelfSupervisedModel(autoencoder, config.model, config.train.flip, engine)
+    training_module = engine.prepare(method)
+    autoencoder = method.autoencoder
+    parameters = [p for p in method.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(parameters, lr=config.train.lr, fused=engine.fused_optimizer)
+
+    def batch_of(size: int) -> torch.Tensor:
+        """This process's share of a batch of ``size`` train images (a set smaller than a batch repeats)."""
+        indices = torch.arange(size) % count
+        share = share_of_batch(indices, engine)
+        return images_at(train_images, share if share is not None else indices[:1])
+
+    pixels = batch_of(config.train.batch_size)
+    method.train()
+
+    def train_step(batch: torch.Tensor):
+        loss, sums = training_module(engine.images_to_device(batch), view_generator)
+        return loss, len(batch), sums
+
+    train_step_seconds = _timed_steps(optimizer, engine, train_step, pixels)
+
+    sample = train_images[: min(count, SAMPLE)]
+    started = time.perf_counter()
+    infer(autoencoder, sample, ("mse",), engine=engine)
+    full_pass = len(sample) / max(time.perf_counter() - started, 1e-9)
+
+    k = max(2, config.cluster.k)
+    cluster_model = ClusterModel(autoencoder).to(engine.device, memory_format=torch.channels_last)
+    started = time.perf_counter()
+    pooled = infer(cluster_model, sample, ("pooled",), engine=engine).pooled
+    encode = len(sample) / max(time.perf_counter() - started, 1e-9)
+    cluster_model.head = nn.Linear(pooled.shape[1], k)
+
+    refine = config.refine
+    refine_module = engine.prepare(cluster_model)
+    refine_optimizer = torch.optim.Adam(cluster_model.parameters(), lr=refine.lr, fused=engine.fused_optimizer)
+    consistency = NeighbourConsistencyObjective(refine.entropy_weight, None, engine)
+    pair_pixels = batch_of(2 * refine.batch_size)
+    cluster_model.train()
+
+    def refine_step(batch: torch.Tensor):
+        views = contrastive_view(engine.images_to_device(batch), view_generator, config.model)
+        logits = refine_module(views)
+        half = len(logits) // 2
+        return consistency(logits[:half], logits[half:]), half, {}
+
+    refine_step_seconds = _timed_steps(refine_optimizer, engine, refine_step, pair_pixels)
+
+    cluster_seconds = val_cluster_seconds = neighbour_seconds = checkpoint_seconds = 0.0
+    val_sample = min(len(images.val_images), SAMPLE) if images.has_val else 0
+    latents = infer(autoencoder, sample, ("latents",), engine=engine).latents  # under torchrun, by every process
+    if engine.is_main:
+
+        def clustering_seconds(points: int) -> float:
+            started = time.perf_counter()
+            cluster_latents(latents[:points], replace(config.cluster, k=min(k, points)), config.seed)
+            return time.perf_counter() - started
+
+        cluster_seconds = clustering_seconds(len(sample))
+        # Clustering has a cost of its own whatever N is (k-means' restarts), so val's is measured, not scaled down.
+        val_cluster_seconds = clustering_seconds(min(val_sample, len(sample))) if val_sample else 0.0
+        started = time.perf_counter()
+        nearest_neighbours(pooled, min(refine.neighbours, len(sample) - 1), None)
+        neighbour_seconds = time.perf_counter() - started
+        checkpoint_seconds = _checkpoint_seconds(method, optimizer)
+    return Speeds(
+        train_step_seconds, refine_step_seconds, full_pass, encode, cluster_seconds, len(sample), val_cluster_seconds,
+        min(val_sample, len(sample)), neighbour_seconds, checkpoint_seconds, 0.0,
+    )  # fmt: skip
+
+
+def _checkpoint_seconds(method: nn.Module, optimizer: torch.optim.Optimizer) -> float:
+    """Seconds to write an epoch's two checkpoints (the weights alone, then weights and optimizer) as a run does."""
+    with tempfile.TemporaryDirectory(prefix="aeclust-measure-") as directory:
+        started = time.perf_counter()
+        torch_save_atomic(Path(directory) / "epoch.pt", {"model": method.state_dict()})
+        full = {"model": method.state_dict(), "optimizer": optimizer.state_dict()}
+        torch_save_atomic(Path(directory) / "last.pt", full)
+        return time.perf_counter() - started
+

@@ -1,0 +1,192 @@
+"""``--budget``: durations, the plan from measured speeds, a short budget kept, and the plan repeated exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_config
+from tiny_cli import tiny_preset
+
+from aeclust.budget import HISTORY_POINTS, TARGET_SHARE, BudgetPlan, Speeds, parse_duration, plan_budget
+from aeclust.cli import main
+from aeclust.config import with_settings
+from aeclust.errors import ConfigError
+from aeclust.pipeline import run
+from aeclust.presets import MODELS, preset
+from aeclust.rundir import RunDir
+
+TINY_CLI = Path(__file__).parent / "tiny_cli.py"
+TIMEOUT = 600
+
+
+@pytest.mark.parametrize(
+    "text, seconds", [("90s", 90), ("5m", 300), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400), (" 20M ", 1200)]
+)
+def test_durations_as_written(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m5", "5 minutes", "1h-30m", "0m", "5m30"])
+def test_a_duration_that_is_not_one_is_refused_by_name(text):
+    with pytest.raises(ConfigError, match=f"budget: expected a duration .*found {re.escape(repr(text))}"):
+        parse_duration(text)
+
+
+# The default on the embedded set as this project's 2-core machine measured it (docs/results.md, section 19).
+SPEEDS = Speeds(
+    train_step_seconds=0.95, refine_step_seconds=0.35, full_pass_images_per_second=1150.0,
+    encode_images_per_second=2900.0, cluster_seconds=0.15, cluster_sample=2000, val_cluster_seconds=0.1,
+    val_sample=500, neighbour_seconds=0.03, checkpoint_seconds=0.1, measuring_seconds=10.0,
+)  # fmt: skip
+
+
+def plan_for(minutes: float, speeds: Speeds = SPEEDS, train: int = 8500, val: int = 500) -> BudgetPlan:
+    return plan_budget(minutes * 60, preset("contrastive"), train, val, speeds, spent_seconds=12.0)
+
+
+def test_the_plan_fills_its_share_of_the_budget_and_one_more_epoch_would_not_fit():
+    for minutes in (5, 20, 60, 150):
+        plan = plan_for(minutes)
+        target = TARGET_SHARE * minutes * 60
+        assert plan.estimate["total"] <= target
+        # What is left is less than one more epoch with its val clustering and, at most, an MSE pass.
+        one_more = plan.estimate["training"] / plan.epochs + 1.0 + 8500 / SPEEDS.full_pass_images_per_second
+        assert target - plan.estimate["total"] < one_more
+
+
+def test_longer_budgets_train_longer_and_keep_the_history_to_a_few_points():
+    plans = [plan_for(minutes) for minutes in (5, 20, 60, 150)]
+    epochs = [plan.epochs for plan in plans]
+    assert epochs == sorted(epochs) and epochs[0] < epochs[-1]
+    assert 5 * epochs[1] < epochs[-1] * 2.2  # about in proportion to the time: 150 min is 7.5 × 20
+    for plan in plans:
+        points = math.ceil(plan.epochs / plan.mse_every)
+        assert points <= HISTORY_POINTS
+        assert plan.estimate["history_and_checkpoints"] < 0.12 * plan.estimate["training"]
+        assert plan.refine_epochs == 3  # the default's, whenever it fits
+
+
+def test_a_budget_too_short_for_the_refinement_refines_less():
+    slow = replace(SPEEDS, refine_step_seconds=3.0)
+    assert plan_for(5, slow).refine_epochs < 3
+    assert plan_for(60, slow).refine_epochs == 3
+
+
+def test_a_budget_too_short_for_one_epoch_says_how_long_is_needed():
+    with pytest.raises(ConfigError, match=r"budget 30s: too short for one epoch of 8,500 images here .* need about"):
+        plan_for(0.5)
+
+
+def test_the_plan_round_trips_and_repeats_as_settings(tmp_path):
+    plan = plan_for(20)
+    plan.save(tmp_path / "budget.json")
+    assert BudgetPlan.load(tmp_path / "budget.json") == plan
+    config = plan.apply(preset("contrastive"))
+    repeated = with_settings(preset("contrastive"), plan.settings())
+    assert (config.train, config.refine) == (repeated.train, repeated.refine)
+    assert config.budget_seconds == 1200
+
+
+def budget_config(seconds: float):
+    config = tiny_config(epochs=1)
+    config.cluster = replace(config.cluster, embedder="none")
+    config.refine = replace(config.refine, epochs=1)
+    config.budget_seconds = seconds
+    return config
+
+
+def test_a_short_budget_is_kept_and_its_plan_saved_with_the_run(small_set, tmp_path):
+    budget = 20.0
+    started = time.perf_counter()
+    result = run(budget_config(budget), tmp_path / "budgeted", images=small_set)
+    wall = time.perf_counter() - started
+    assert wall <= 1.1 * budget
+    taken = result.metrics["budget"]
+    assert taken["budget_seconds"] == budget and 0 < taken["taken_seconds"] <= 1.1 * budget
+    assert taken["epochs"] >= 2 and result.metrics["epochs"] == taken["epochs"]
+    saved = RunDir(result.run_dir)
+    assert saved.read_config().train.epochs == taken["epochs"]
+    assert BudgetPlan.load(saved.budget).to_dict() == {k: v for k, v in taken.items() if "taken" not in k}
+    history = saved.read_history()
+    assert len(history) == taken["epochs"] and not math.isnan(history[-1].train_mse)
+
+
+
+def test_a_killed_budgeted_run_resumes_its_plan(small_hw9_dir, tmp_path):
+    options = ["--model", "tiny", "--seed", "3", "--threads", "1", "--embedder", "none", "--reducer", "pca"]
+    out = tmp_path / "killed"
+    killed = subprocess.Popen(
+        [sys.executable, str(TINY_CLI), "run", "--data", str(small_hw9_dir), *options, "--budget", "20s",
+         "--out", str(out)],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + TIMEOUT
+    while not (out / "history.csv").exists():
+        assert killed.poll() is None, "the run ended before it finished an epoch"
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.02)
+    killed.kill()
+    killed.wait()
+    plan = BudgetPlan.load(out / "budget.json")
+    assert not (out / "metrics.json").exists()
+
+    resumed = subprocess.run(
+        [sys.executable, str(TINY_CLI), "run", "--resume", str(out)], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and "budget 20s: " in resumed.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == plan.epochs and metrics["budget"]["settings"] == plan.settings()
+
+    # The plan's settings, without a budget, train the same model to the same clusters: measuring drew nothing
+    # from the run's random generators, and the resumed run kept its plan.
+    repeat = tmp_path / "repeat"
+    settings = [item for setting in plan.settings() for item in ("--set", setting)]
+    command = [sys.executable, str(TINY_CLI), "run", "--data", str(small_hw9_dir), *options, *settings]
+    subprocess.run([*command, "--out", str(repeat)], check=True, capture_output=True, timeout=TIMEOUT)
+    assert (out / "prediction.csv").read_bytes() == (repeat / "prediction.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--budget", "soon"], "budget: expected a duration such as 90s, 5m, 1h30m or 2h, found 'soon'"),
+        (["--budget", "5m", "--epochs", "3"], "--budget 5m plans the epochs itself; found --epochs too"),
+        (["--budget", "5m", "--set", "refine.epochs=1"], "--budget 5m plans the epochs itself; found --set refine"),
+        (["--resume", "somewhere", "--budget", "5m"], "somewhere: --resume continues a run with the settings"),
+    ],
+)
+def test_budget_options_that_cannot_work_are_refused_in_one_line(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(MODELS, "tiny", tiny_preset)
+    out = [] if "--resume" in args else ["--out", str(tmp_path / "r")]
+    assert main(["run", *args, *out]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"aeclust: error: {message}") and len(error.splitlines()) == 1
+
+
+def test_the_history_measures_mse_and_val_every_so_often_without_changing_the_model(small_set, tmp_path):
+    every = tiny_config(epochs=4)
+    every.cluster = replace(every.cluster, embedder="none")
+    sparse = replace(every, train=replace(every.train, mse_every=3, val_every=2))
+    first = run(every, tmp_path / "every", images=small_set)
+    second = run(sparse, tmp_path / "sparse", images=small_set)
+    assert (first.run_dir / "prediction.csv").read_bytes() == (second.run_dir / "prediction.csv").read_bytes()
+    dense, thin = RunDir(first.run_dir).read_history(), RunDir(second.run_dir).read_history()
+    assert [r.train_loss for r in dense] == [r.train_loss for r in thin]
+    assert [not math.isnan(r.train_mse) for r in thin] == [False, False, True, True]  # the 3rd and the last
+    assert [not math.isnan(r.val_accuracy) for r in thin] == [False, True, False, True]
+    for dense_row, thin_row in zip(dense, thin):
+        if not math.isnan(thin_row.train_mse):
+            assert thin_row.train_mse == dense_row.train_mse
+    np.testing.assert_array_equal(
+        RunDir(first.run_dir).load_array("train_latents"), RunDir(second.run_dir).load_array("train_latents")
+    )
