@@ -2,7 +2,7 @@
 
     python bench/budget.py [--data NAME=SOURCE ...] [--budgets 5m 20m 60m 150m] [--seeds 0 1 2]
                            [--all-seeds-up-to 20m] [--ten-way SOURCE] [--ten-way-budget 60m]
-                           [--out DIR] [--figure PNG] [--only NAME/BUDGET ...]
+                           [--out DIR] [--figure PNG] [--only NAME/BUDGET ...] [--read-only]
 
 Each run is `python -m aeclust run --budget B --seed S --data SOURCE` in its own process, timed from its start to
 its end (wall seconds, imports included), the machine otherwise left alone. Budgets up to --all-seeds-up-to run
@@ -11,7 +11,8 @@ every seed, longer ones the first seed only. --data defaults to the embedded set
 clustering (--k 10) of that source (the CIFAR-10 train split, a folder of class folders) at --ten-way-budget.
 
 A run that finished under --out is read back, not run again, so the curve grows over several sittings; one that
-was stopped part-way is started again (a resumed run's time would not be one sitting's). Prints per set and budget:
+was stopped part-way is started again (a resumed run's time would not be one sitting's). --only runs just those
+sets and budgets (others are read back where they finished); --read-only runs nothing and tabulates what finished. Prints per set and budget:
 epochs planned, train accuracy (mean ± sd, and per seed), NMI, wall seconds and the largest wall/budget; writes
 results.json under --out and, with --figure, accuracy against budget as a figure.
 """
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--ten-way", metavar="SOURCE", help="also cluster this source ten ways (--k 10)")
     parser.add_argument("--ten-way-budget", default="60m")
     parser.add_argument("--only", nargs="+", metavar="NAME/BUDGET", help="run only these; read back the others")
+    parser.add_argument("--read-only", action="store_true", help="run nothing; tabulate the runs that finished")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
     parser.add_argument("--figure", type=Path, help="write accuracy against budget here (PNG)")
     args = parser.parse_args()
@@ -138,7 +140,7 @@ def main() -> None:
 
     results: dict[str, dict[str, list[dict]]] = {}
     for name, source, budget, k, seeds in plan:
-        wanted = args.only is None or f"{name}/{budget}" in args.only
+        wanted = not args.read_only and (args.only is None or f"{name}/{budget}" in args.only)
         for seed in seeds:
             run_dir = args.out / name.replace(" ", "-") / budget / f"seed{seed}"
             if not wanted and not (run_dir / "bench-budget.json").is_file():

@@ -338,10 +338,12 @@ class Trainer:
             self.save_checkpoint()
             if self.engine.is_main:
                 self.run_dir.write_history(self.history)
-            mse = f"{train_mse:.4f}" if math.isfinite(train_mse) else "  –   "  # measured every mse_every epochs
+            # Either may be left out at some epochs (train.mse_every, train.val_every), or have no images to measure.
+            mse = f"{train_mse:.4f}" if math.isfinite(train_mse) else "  –   "
+            accuracy = f"{val_accuracy:.3f}" if math.isfinite(val_accuracy) else "  –  "
             log(
                 f"epoch {self.epoch:3d}/{self.config.train.epochs}  loss {loss:.4f}  train MSE {mse}  "
-                f"val acc {val_accuracy:.3f}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
+                f"val acc {accuracy}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
                 + (f"  {self.clock.describe()}" if self.clock is not None else "")
             )
             if on_epoch is not None:
