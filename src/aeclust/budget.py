@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -50,7 +51,7 @@ HISTORY_POINTS = 20  # MSE points wanted when the share allows them
 # The refinement may take at most this share of the budget; shorter budgets refine for fewer epochs, or none.
 REFINE_SHARE = 0.25
 SAMPLE = 2000  # images in the encoding and clustering samples
-WARMUP_STEPS, TIMED_STEPS = 1, 4
+WARMUP_STEPS, TIMED_STEPS = 1, 5
 # Neighbour search above the exact limit (a faiss index): seconds per image, measured at a million images on
 # this project's 2-core machine (docs/results.md, section 18). A GPU is faster; the plan then has time to spare.
 APPROXIMATE_SEARCH_SECONDS_PER_IMAGE = 4.0e-4
@@ -211,16 +212,21 @@ def plan_budget(
     while refine_epochs > 0 and refinement(refine_epochs) > REFINE_SHARE * budget_seconds:
         refine_epochs -= 1
     refine_seconds = refinement(refine_epochs)
-    # Every epoch trains and clusters val; the last also measures the train MSE (and writes the latents).
-    for_epochs = target - refine_seconds - mse_seconds
-    epochs = math.floor(for_epochs / (epoch_seconds + per_epoch_seconds)) if for_epochs > 0 else 0
-    mse_every = 1
-    if epochs > 1:
-        # As many MSE points as HISTORY_SHARE of the training time pays for, up to HISTORY_POINTS; the epochs
-        # are then counted again with the MSE passes' cost in.
-        points = min(HISTORY_POINTS, epochs, max(1, math.floor(HISTORY_SHARE * epochs * epoch_seconds / mse_seconds)))
-        mse_every = math.ceil(epochs / points)
-        epochs = math.floor(for_epochs / (epoch_seconds + per_epoch_seconds + mse_seconds / mse_every))
+    available = target - refine_seconds
+
+    def training(epochs: int, every: int) -> float:
+        """Every epoch trains and clusters val; every ``every``-th and the last also measure the train MSE (the
+        last writing the latents too)."""
+        return epochs * (epoch_seconds + per_epoch_seconds) + math.ceil(epochs / every) * mse_seconds
+
+    # First the epochs that fit with the MSE measured after the last alone; then as many MSE points as
+    # HISTORY_SHARE of their training time pays for (up to HISTORY_POINTS), and the epochs that fit with those.
+    most = max(0, math.floor((available - mse_seconds) / (epoch_seconds + per_epoch_seconds)))
+    points = min(HISTORY_POINTS, max(1, most), max(1, math.floor(HISTORY_SHARE * most * epoch_seconds / mse_seconds)))
+    mse_every = max(1, math.ceil(most / points))
+    epochs = most
+    while epochs > 0 and training(epochs, mse_every) > available:
+        epochs -= 1
     if epochs < 1:
         needed = spent_seconds + cluster_seconds + refinement(0) + mse_seconds + epoch_seconds + per_epoch_seconds
         raise ConfigError(
@@ -228,11 +234,10 @@ def plan_budget(
             f"(a batch took {speeds.train_step_seconds:.2f}s; one epoch and the clustering need about "
             f"{format_duration(needed / TARGET_SHARE)}); give a longer budget, or --epochs instead"
         )
-    mse_passes = epochs // mse_every + (0 if epochs % mse_every == 0 else 1)
     estimate = {
         "spent_before_training": spent_seconds,
         "training": epochs * epoch_seconds,
-        "history_and_checkpoints": epochs * per_epoch_seconds + mse_passes * mse_seconds,
+        "history_and_checkpoints": training(epochs, mse_every) - epochs * epoch_seconds,
         "clustering": cluster_seconds,
         "refinement": refine_seconds,
     }
@@ -274,11 +279,16 @@ def measure_speeds(config: RunConfig, images: ImageSet, engine: Engine) -> Speed
 
 
 def _timed_steps(optimizer: torch.optim.Optimizer, engine: Engine, step, batch: torch.Tensor) -> float:
-    """Seconds per step of ``step`` on ``batch``, after a few untimed steps (allocation, caches, kernel choice)."""
+    """Seconds per step of ``step`` on ``batch``: the median of a few, each timed alone, after an untimed one
+    (allocation, caches, kernel choice). The median, because one step slowed by the machine's other work would
+    otherwise cost every planned epoch its share."""
     run_epoch([batch] * WARMUP_STEPS, step, optimizer, engine, description="measuring speed")
-    started = time.perf_counter()
-    run_epoch([batch] * TIMED_STEPS, step, optimizer, engine, description="measuring speed")  # ends synchronised
-    return (time.perf_counter() - started) / TIMED_STEPS
+    seconds = []
+    for _ in range(TIMED_STEPS):
+        started = time.perf_counter()
+        run_epoch([batch], step, optimizer, engine, description="measuring speed")  # ends synchronised
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 def _measure(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
