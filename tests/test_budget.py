@@ -13,12 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import tiny_config
 from tiny_cli import tiny_preset
 
-from aeclust.budget import HISTORY_POINTS, TARGET_SHARE, BudgetPlan, Speeds, parse_duration, plan_budget
+from aeclust.budget import (
+    HISTORY_POINTS,
+    TARGET_SHARE,
+    BudgetPlan,
+    Speeds,
+    measure_speeds,
+    parse_duration,
+    plan_budget,
+)  # fmt: skip
 from aeclust.cli import main
-from aeclust.config import with_settings
+from aeclust.config import AUTO_K, with_settings
+from aeclust.engine import start_engine
 from aeclust.errors import ConfigError
 from aeclust.pipeline import run
 from aeclust.presets import MODELS, preset
@@ -192,3 +202,16 @@ def test_the_history_measures_mse_and_val_every_so_often_without_changing_the_mo
     np.testing.assert_array_equal(
         RunDir(first.run_dir).load_array("train_latents"), RunDir(second.run_dir).load_array("train_latents")
     )
+
+
+def test_speeds_are_measured_for_any_clustering_even_k_auto_on_few_images(small_set):
+    config = budget_config(60.0)
+    config.cluster = replace(config.cluster, k=AUTO_K, k_max=30)  # more than 120 val images allow in pairs
+    config.seed = 5
+    before = torch.random.get_rng_state()
+    speeds = measure_speeds(config, small_set, start_engine("cpu"))
+    assert torch.equal(torch.random.get_rng_state(), before)  # the run after it draws what it would have
+    assert speeds.cluster_sample == 240 and speeds.val_sample == 120
+    for name in ("train_step_seconds", "refine_step_seconds", "cluster_seconds", "val_cluster_seconds"):
+        assert 0 < getattr(speeds, name) < 60, name
+    assert speeds.full_pass_images_per_second < speeds.encode_images_per_second * 1.5  # the decoder costs time

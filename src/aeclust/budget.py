@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from aeclust.augment import contrastive_view
 from aeclust.cluster import cluster_latents
-from aeclust.config import RunConfig
+from aeclust.config import AUTO_K, RunConfig
 from aeclust.data import ImageSet
 from aeclust.data.batches import images_at
 from aeclust.engine import Engine
@@ -39,6 +40,8 @@ from aeclust.io import torch_save_atomic, write_text_atomic
 from aeclust.loop import run_epoch, share_of_batch
 from aeclust.models import create_autoencoder
 from aeclust.neighbours import nearest_neighbours
+from aeclust.objectives import NeighbourConsistencyObjective
+from aeclust.refine import ClusterModel
 
 # The plan aims to end here, as a share of the budget: the rest absorbs what measuring a few steps cannot see
 # (a step slower in a later epoch, the machine's other work, writing the run's files). The estimates came within
@@ -292,11 +295,7 @@ def _timed_steps(optimizer: torch.optim.Optimizer, engine: Engine, step, batch: 
 
 
 def _measure(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
-    # Imported here: train and refine import this module's callers, not this module.
-    from aeclust.augment import contrastive_view
-    from aeclust.objectives import NeighbourConsistencyObjective
-    from aeclust.refine import ClusterModel
-    from aeclust.train import SelfSupervisedModel
+    from aeclust.train import SelfSupervisedModel  # here: aeclust.train imports this module (BudgetClock)
 
     train_images = images.train_images
     count = len(train_images)
@@ -357,8 +356,13 @@ def _measure(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
     if engine.is_main:
 
         def clustering_seconds(points: int) -> float:
+            # As configured: with k auto, choosing k is most of the clustering's time (its range kept to what so
+            # few points allow).
+            cluster = replace(config.cluster, k=min(k, points))
+            if config.cluster.k == AUTO_K:
+                cluster = replace(config.cluster, k_max=min(config.cluster.k_max, points // 2))
             started = time.perf_counter()
-            cluster_latents(latents[:points], replace(config.cluster, k=min(k, points)), config.seed)
+            cluster_latents(latents[:points], cluster, config.seed)
             return time.perf_counter() - started
 
         cluster_seconds = clustering_seconds(len(sample))
