@@ -28,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from aeclust.budget import format_duration, parse_duration
+from aeclust.budget import parse_duration
+from aeclust.progress import format_duration
 from aeclust.rundir import RunDir
 
 EMBEDDED = "animals-vs-vehicles"

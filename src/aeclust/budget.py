@@ -41,6 +41,7 @@ from aeclust.loop import run_epoch, share_of_batch
 from aeclust.models import create_autoencoder
 from aeclust.neighbours import nearest_neighbours
 from aeclust.objectives import NeighbourConsistencyObjective
+from aeclust.progress import format_duration
 from aeclust.refine import ClusterModel
 
 # The plan aims to end here, as a share of the budget: the rest absorbs what measuring a few steps cannot see
@@ -59,6 +60,8 @@ WARMUP_STEPS, TIMED_STEPS = 1, 5
 # this project's 2-core machine (docs/results.md, section 18). A GPU is faster; the plan then has time to spare.
 APPROXIMATE_SEARCH_SECONDS_PER_IMAGE = 4.0e-4
 
+PLANNED_SETTINGS = ("train.epochs", "train.mse_every", "refine.epochs")  # what a plan sets, as --set names them
+
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 
@@ -73,16 +76,6 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise ConfigError(f"budget: expected a duration longer than nothing, found {text!r}")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """``1h05m``, ``4m30s``, ``45s``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 @dataclass
@@ -115,9 +108,8 @@ class BudgetPlan:
 
     def settings(self) -> list[str]:
         """The ``--set`` items that repeat this plan exactly, without measuring."""
-        return [
-            f"train.epochs={self.epochs}", f"train.mse_every={self.mse_every}", f"refine.epochs={self.refine_epochs}"
-        ]  # fmt: skip
+        values = (self.epochs, self.mse_every, self.refine_epochs)
+        return [f"{name}={value}" for name, value in zip(PLANNED_SETTINGS, values)]
 
     def apply(self, config: RunConfig) -> RunConfig:
         return replace(
@@ -325,7 +317,8 @@ def _measure(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
 
     sample = train_images[: min(count, SAMPLE)]
     started = time.perf_counter()
-    infer(autoencoder, sample, ("mse",), engine=engine)
+    # Encoded and decoded as the history's MSE pass is; its latents are what the clustering is timed on below.
+    latents = infer(autoencoder, sample, ("latents", "mse"), engine=engine).latents
     full_pass = len(sample) / max(time.perf_counter() - started, 1e-9)
 
     k = max(2, config.cluster.k)
@@ -352,7 +345,6 @@ def _measure(config: RunConfig, images: ImageSet, engine: Engine) -> Speeds:
 
     cluster_seconds = val_cluster_seconds = neighbour_seconds = checkpoint_seconds = 0.0
     val_sample = min(len(images.val_images), SAMPLE) if images.has_val else 0
-    latents = infer(autoencoder, sample, ("latents",), engine=engine).latents  # under torchrun, by every process
     if engine.is_main:
 
         def clustering_seconds(points: int) -> float:

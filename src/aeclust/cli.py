@@ -115,12 +115,12 @@ def build_config(args: argparse.Namespace):
         config = with_settings(config, args.set)
     _apply_k_range(config.cluster, args.k_range)
     if args.budget is not None:
-        from aeclust.budget import parse_duration
+        from aeclust.budget import PLANNED_SETTINGS, parse_duration
 
         planned = [
             option for option, given in (
                 ("--epochs", args.epochs is not None), ("--refine-epochs", args.refine_epochs is not None),
-                *((f"--set {item}", True) for item in args.set or [] if item.startswith(BUDGET_PLANS)),
+                *((f"--set {item}", True) for item in args.set or [] if item.partition("=")[0] in PLANNED_SETTINGS),
             ) if given
         ]  # fmt: skip
         if planned:
@@ -130,8 +130,6 @@ def build_config(args: argparse.Namespace):
         config.budget_seconds = parse_duration(args.budget)
     return config
 
-
-BUDGET_PLANS = ("train.epochs=", "train.mse_every=", "refine.epochs=")  # the settings a budget's plan sets
 
 
 # Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from aeclust.budget import BudgetClock, BudgetPlan, format_duration, measure_speeds, plan_budget
+from aeclust.budget import BudgetClock, BudgetPlan, measure_speeds, plan_budget
 from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
 from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.config import AUTO_K, RunConfig, with_settings
@@ -22,6 +22,7 @@ from aeclust.engine import Engine, resolve_device, start_engine
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
+from aeclust.progress import format_duration
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import BALANCES, NeighbourRefiner, resolve_balance
 from aeclust.rundir import RECLUSTER_COPIES, RECLUSTER_NEEDS, RunDir

@@ -22,8 +22,9 @@ def _plural(unit: str) -> str:
     return unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
+def format_duration(seconds: float) -> str:
+    """``1h05m``, ``4m30s``, ``45s``."""
+    seconds = max(0, int(round(seconds)))
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
@@ -65,7 +66,7 @@ class Progress:
             text += f" {units}"
         text += f", {rate:.1f} {units}/s"
         if self.total and rate > 0:
-            text += f", about {_duration((self.total - self.done) / rate)} left"
+            text += f", about {format_duration((self.total - self.done) / rate)} left"
         return text + (f", {self.postfix}" if self.postfix else "")
 
     def note(self, **values: str) -> None:
