@@ -10,8 +10,9 @@ every seed, longer ones the first seed only. --data defaults to the embedded set
 --data birds-vs-airplanes=/tmp/pairs/birds-vs-airplanes (bench/pairings.py builds them). --ten-way adds ten-way
 clustering (--k 10) of that source (the CIFAR-10 train split, a folder of class folders) at --ten-way-budget.
 
-A run that finished under --out is read back, not run again, so the curve grows over several sittings; one that
-was stopped part-way is started again (a resumed run's time would not be one sitting's). --only runs just those
+A run that finished under --out is read back, not run again, so the curve grows over several sittings (a run of an
+earlier default's recipe is refused: one curve, one recipe); one that was stopped part-way is started again (a
+resumed run's time would not be one sitting's). --only runs just those
 sets and budgets (others are read back where they finished); --read-only runs nothing and tabulates what finished. Prints per set and budget:
 epochs planned, train accuracy (mean ± sd, and per seed), NMI, wall seconds and the largest wall/budget; writes
 results.json under --out and, with --figure, accuracy against budget as a figure.
@@ -26,19 +27,34 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from aeclust.budget import parse_duration
+from aeclust.budget import PLANNED_SETTINGS, parse_duration
+from aeclust.config import RunConfig, with_settings
+from aeclust.presets import DEFAULT_MODEL, preset
 from aeclust.progress import format_duration
 from aeclust.rundir import RunDir
 
 EMBEDDED = "animals-vs-vehicles"
 
 
+def recipe(config: RunConfig) -> tuple:
+    """What a budget leaves as the default has it: every setting but those it plans, the data, seed and k."""
+    planned = with_settings(config, [f"{setting}=1" for setting in PLANNED_SETTINGS])
+    return planned.model, planned.train, replace(planned.cluster, k=0), planned.refine
+
+
 def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None) -> dict:
     """One budgeted run's figures, run now or read back from ``run_dir``."""
     record_file = run_dir / "bench-budget.json"
     if record_file.is_file() and (run_dir / "metrics.json").is_file():
+        # One curve, one recipe: a run of an earlier default read back beside today's would mislead.
+        if recipe(RunDir(run_dir).read_config()) != recipe(preset(DEFAULT_MODEL)):
+            raise SystemExit(
+                f"{run_dir}: holds a run of another recipe than today's default ({DEFAULT_MODEL}); "
+                "move it away or pass another --out"
+            )
         return json.loads(record_file.read_text())
     if run_dir.exists():
         print(f"{run_dir}: stopped part-way before; starting it again", file=sys.stderr, flush=True)

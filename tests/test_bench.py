@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from aeclust.config import ClusterConfig, RunConfig
+from aeclust.config import ClusterConfig, RunConfig, with_settings
 from aeclust.data import load_images
 from aeclust.errors import RunDirError
 from aeclust.pipeline import run
+from aeclust.presets import DEFAULT_MODEL, preset
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -301,6 +302,9 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
         run_dir = tmp_path / "animals-vs-vehicles" / "5m" / f"seed{seed}"
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.json").write_text("{}")
+        # a plan's settings, not the preset's: the same recipe
+        planned = ["train.epochs=5", "train.mse_every=5", "refine.epochs=2"]
+        with_settings(preset(DEFAULT_MODEL), planned).save(run_dir / "config.json")
         record = {"budget_seconds": 300.0, "epochs": 5, "train_accuracy": accuracy, "nmi": 0.4, "wall_seconds": 290.0}
         (run_dir / "bench-budget.json").write_text(json.dumps(record))
         records.append(budget.run_once("animals-vs-vehicles", "5m", seed, run_dir, None))
@@ -309,6 +313,11 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
     assert "| animals-vs-vehicles | 5m | 2 | 5/5 | 0.860 ± 0.014 | 0.850 / 0.870 | 0.400 ± 0.000 | 290 / 290 | 0.97 |" in table
     budget.figure({"animals-vs-vehicles": {"5m": records, "20m": records}}, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+    earlier = tmp_path / "animals-vs-vehicles" / "5m" / "seed0"  # a run of an earlier default is not read back
+    with_settings(preset(DEFAULT_MODEL), ["model.rotation_size=0"]).save(earlier / "config.json")
+    with pytest.raises(SystemExit, match="seed0: holds a run of another recipe than today's default"):
+        budget.run_once("animals-vs-vehicles", "5m", 0, earlier, None)
 
     stopped = tmp_path / "stopped"
     stopped.mkdir()

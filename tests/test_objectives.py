@@ -5,6 +5,7 @@ import torch
 from conftest import tiny_config
 
 import aeclust.objectives.contrastive
+import aeclust.objectives.rotation
 from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
 from aeclust.config import ModelConfig
 from aeclust.objectives import nt_xent_loss
@@ -98,11 +99,14 @@ def test_nt_xent_by_hand():
     assert swapped.item() > loss.item()
 
 
-@pytest.mark.parametrize("rotate_views, view_size", [(False, 24), (True, 0), (True, 24)])
-def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, rotate_views, view_size):
+@pytest.mark.parametrize(
+    "rotate_views, view_size, rotation_size", [(False, 24, 0), (False, 24, 24), (True, 0, 0), (True, 24, 0)]
+)
+def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, rotate_views, view_size, rotation_size):
     config = tiny_config(epochs=4)
     config.model = preset("contrastive").model
     config.model.rotate_views, config.model.view_size = rotate_views, view_size
+    config.model.rotation_size = rotation_size
     config.model.widths = (8, 16, 32, 32)
     config.cluster = preset("contrastive").cluster
     config.train.batch_size, config.train.lr = 48, 2e-3
@@ -114,7 +118,7 @@ def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, ro
 def test_small_views_are_encoded_and_reconstructed_at_their_size_and_rotation_at_full_size(small_set, tmp_path):
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
-    config.model.widths, config.model.view_size = (8, 16, 32, 32), 16
+    config.model.widths, config.model.view_size, config.model.rotation_size = (8, 16, 32, 32), 16, 0
     trainer = Trainer(config, small_set, tmp_path)
     sides = []
     for name in ("encode", "decode"):
@@ -129,6 +133,7 @@ def test_small_views_are_encoded_apart_and_each_finds_both_full_views(small_set,
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
     config.model.widths, config.model.small_views, config.model.small_view_size = (8, 16, 32, 32), 2, 8
+    config.model.rotation_size = 0
     trainer = Trainer(config, small_set, tmp_path)
     sides = []
     encode = trainer.model.encode
@@ -167,6 +172,7 @@ def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_vi
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
     config.model.widths, config.model.rotate_views, config.model.view_size = (8, 16, 32, 32), rotate_views, view_size
+    config.model.rotation_size = 0
     trainer = Trainer(config, small_set, tmp_path)
     batch = torch.rand(16, 3, 32, 32) * 2 - 1
     calls = []  # (images, side) of each encoder pass
@@ -176,3 +182,28 @@ def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_vi
     correct = sums["rotation_correct"]
     assert calls == encoded
     assert loss.requires_grad and 0 <= correct <= 16
+
+
+def test_the_rotated_batch_is_resized_to_rotation_size_and_its_head_reads_that_grid(small_set, tmp_path, monkeypatch):
+    config = tiny_config(epochs=1)
+    config.model = preset("contrastive").model
+    config.model.widths, config.model.view_size, config.model.rotation_size = (8, 16, 32, 32), 16, 16
+    trainer = Trainer(config, small_set, tmp_path)
+    rotation = trainer.method.objectives["rotation"]
+    assert rotation.head.linear.in_features == 32 * 2 * 2  # the 16-pixel batch's 2×2 grid, not the 4×4 of 32 pixels
+    calls = []
+    encode = trainer.model.encode
+    trainer.model.encode = lambda x: calls.append(tuple(x.shape)) or encode(x)
+    # a whole image with a bright top-left corner, so its turn shows after resizing
+    batch = -torch.ones(16, 3, 32, 32)
+    batch[:, :, :16, :16] = 1
+    turned = []
+    real_rotate = aeclust.objectives.rotation.rotate_batch
+    monkeypatch.setattr(aeclust.objectives.rotation, "rotate_batch", lambda x, g: turned.append(x) or real_rotate(x, g))
+    loss, _ = trainer.method(batch, trainer.generator)
+    assert calls == [(32, 3, 16, 16), (16, 3, 16, 16)]  # the two views, then the resized, turned batch
+    resized = turned[0]
+    assert resized.shape == (16, 3, 16, 16)
+    assert (resized[:, :, :7, :7] > 0.9).all() and (resized[:, :, 9:, :] < -0.9).all()  # the whole image, smaller
+    loss.backward()
+    assert rotation.head.linear.weight.grad.abs().sum() > 0

@@ -77,13 +77,17 @@ def test_impossible_refinement_settings_are_refused_before_training(small_set, t
     "settings, message",
     [
         (dict(view_size=20), "view_size=20: expected a positive multiple of 8"),
-        (dict(view_size=24, rotate_views=True, small_views=1), "small_views=1: expected rotation predicted on a separately rotated"),
+        (dict(view_size=24, rotate_views=True, small_views=1, rotation_size=0), "small_views=1: expected rotation predicted on a separately rotated"),
         (dict(view_size=24, contrastive=False), "view_size=24: expected contrastive views .* no contrastive views"),
         (dict(view_size=24, arch="baseline"), "view_size=24: expected contrastive views .* arch baseline"),
         (dict(small_views=2, small_view_size=12), "small_view_size=12: expected a positive multiple of 8"),
         (dict(small_views=2, small_crop_area=0.3), "small_crop_area=0.3: expected a share between 0 and min_crop_area"),
         (dict(small_views=1, view_size=0, contrastive=False), "small_views=1: expected contrastive views .* or small_views=0"),
-        (dict(small_views=1, view_size=0, rotate_views=True), "small_views=1: expected rotation predicted on a separately"),
+        (dict(small_views=1, view_size=0, rotate_views=True, rotation_size=0), "small_views=1: expected rotation predicted on a separately"),
+        (dict(rotation_size=20), "rotation_size=20: expected a positive multiple of 8"),
+        (dict(rotation_size=24, rotate_views=True), "rotation_size=24: expected a separately rotated batch"),
+        (dict(rotation_size=24, rotation=False), "rotation_size=24: expected a separately rotated batch"),
+        (dict(rotation_size=24, view_size=0, arch="baseline"), "rotation_size=24: expected .* arch resnet"),
     ],
 )
 def test_view_sizes_the_model_cannot_take_are_refused_before_training(small_set, tmp_path, settings, message):

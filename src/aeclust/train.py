@@ -108,11 +108,29 @@ def log(message: str) -> None:
 
 
 def check_views(model: ModelConfig) -> None:
-    """Views of another size than the image's need a decoder that gives back any size and heads that pool."""
+    """Views of another size than the image's need a decoder that gives back any size and heads that pool; a
+    resized rotation batch needs a batch of its own to resize."""
+    _check_view_sizes(model)
+    if model.rotation_size:
+        what, way_out = f"model rotation_size={model.rotation_size}", "rotation_size=0 for the image's own size"
+        if not (model.contrastive and model.arch == "resnet" and model.rotation and not model.rotate_views):
+            problem = "a separately rotated batch beside contrastive views of a resnet model (contrastive=true, "
+            problem += "rotation=true, rotate_views=false, arch resnet)"
+        elif model.rotation_size < 0 or model.rotation_size % shrink_factor(model.widths):
+            problem = _side_multiple(model)
+        else:
+            return
+        raise ConfigError(f"{what}: expected {problem}, or {way_out}")
+
+
+def _side_multiple(model: ModelConfig) -> str:
+    return f"a positive multiple of {shrink_factor(model.widths)}, the factor by which the encoder shrinks a side"
+
+
+def _check_view_sizes(model: ModelConfig) -> None:
     if not model.view_size and not model.small_views:
         return
-    factor = shrink_factor(model.widths)
-    multiple = f"a positive multiple of {factor}, the factor by which the encoder shrinks a side"
+    factor, multiple = shrink_factor(model.widths), _side_multiple(model)
     no_small_views = "small_views=0 for none"
     if model.view_size:
         what, way_out = f"model view_size={model.view_size}", "view_size=0 for full-size views"

@@ -32,7 +32,9 @@ def _rotation(model: nn.Module, config: ModelConfig, engine: Engine | None) -> n
     channels, side, _ = model.latent_shape
     if config.contrastive and config.rotate_views and config.view_size:  # the head reads the turned views' grid
         side = config.view_size // shrink_factor(config.widths)
-    return RotationObjective(channels * side * side, config.rotation_weight)
+    elif config.contrastive and config.rotation_size:  # the head reads the resized batch's grid
+        side = config.rotation_size // shrink_factor(config.widths)
+    return RotationObjective(channels * side * side, config.rotation_weight, config.rotation_size)
 
 
 OBJECTIVES: dict[str, Callable[[nn.Module, ModelConfig, Engine | None], nn.Module | None]] = {

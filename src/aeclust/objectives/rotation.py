@@ -15,17 +15,23 @@ class RotationObjective(nn.Module):
     """weight × cross-entropy of the head's guess of each image's turn.
 
     When the step's views were turned (the study's step, or contrastive views with ``rotate_views``) the head
-    reads their latents; otherwise the batch is turned and encoded here, one more encoder pass.
+    reads their latents; otherwise the batch is turned and encoded here, one more encoder pass, resized first to
+    ``size``×``size`` pixels when ``size`` is set.
     """
 
-    def __init__(self, latent_features: int, weight: float = 10.0) -> None:
+    def __init__(self, latent_features: int, weight: float = 10.0, size: int = 0) -> None:
         super().__init__()
         self.head = RotationHead(latent_features)
         self.weight = weight
+        self.size = size
 
     def forward(self, views: TrainingViews) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if views.turns is None:
-            rotated, turns = rotate_batch(views.images, views.generator)
+            images = views.images
+            if self.size and images.shape[-1] != self.size:
+                # Antialiased, so the smaller image keeps what a larger one shows instead of aliasing fine detail.
+                images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", antialias=True)
+            rotated, turns = rotate_batch(images, views.generator)
             latent = views.autoencoder.encode(channels_last(rotated))
         else:
             latent, turns = views.latent, views.turns
