@@ -12,9 +12,9 @@ clustering (--k 10) of that source (the CIFAR-10 train split, a folder of class 
 
 A run that finished under --out is read back, not run again, so the curve grows over several sittings (a run of an
 earlier default's recipe is refused: one curve, one recipe); one that was stopped part-way is started again (a
-resumed run's time would not be one sitting's). --only runs just those
-sets and budgets (others are read back where they finished); --read-only runs nothing and tabulates what finished. Prints per set and budget:
-epochs planned, train accuracy (mean ± sd, and per seed), NMI, wall seconds and the largest wall/budget; writes
+resumed run's time would not be one sitting's). --only runs just those sets and budgets (others are read back
+where they finished); --read-only runs nothing and tabulates what finished. Prints per set and budget: epochs
+planned, train accuracy (mean ± sd, and per seed), NMI, wall seconds and the largest wall/budget; writes
 results.json under --out and, with --figure, accuracy against budget as a figure.
 """
 

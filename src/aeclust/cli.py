@@ -131,7 +131,6 @@ def build_config(args: argparse.Namespace):
     return config
 
 
-
 # Options that settle what a run computes. A resumed run keeps its own; it may change only how long it trains
 # (--epochs), and where it runs (--threads, --device, --workers).
 SETTING_OPTIONS = (
