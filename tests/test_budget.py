@@ -25,6 +25,7 @@ from aeclust.budget import (
     measure_speeds,
     parse_duration,
     plan_budget,
+    replan_after_first_epoch,
 )  # fmt: skip
 from aeclust.cli import main
 from aeclust.config import AUTO_K, with_settings
@@ -98,8 +99,48 @@ def test_a_budget_too_short_for_one_epoch_says_how_long_is_needed():
         plan_for(0.5)
 
 
+def epoch_seconds_at(step_seconds: float, config=None) -> float:
+    return step_seconds * 8500 / (config or preset("contrastive")).train.batch_size
+
+
+def test_a_plan_made_again_from_the_first_epoch_mends_a_slow_measurement():
+    fair = plan_for(5)
+    slow = plan_for(5, replace(SPEEDS, train_step_seconds=1.25))  # a few steps timed while the machine was slower
+    assert slow.epochs < fair.epochs
+    again = replan_after_first_epoch(slow, preset("contrastive"), 8500, 500, epoch_seconds_at(0.95), 12.0)
+    assert again.epochs == fair.epochs and again.mse_every == fair.mse_every
+    assert again.estimate == pytest.approx(fair.estimate)
+    # The first epoch followed the first plan's schedule; repeating the run needs to know that.
+    assert again.provisional_epochs == slow.epochs and f"train.provisional_epochs={slow.epochs}" in again.settings()
+    assert again.speeds == slow.speeds and again.first_epoch_step_seconds == pytest.approx(0.95)
+    assert "0.95s in the first epoch" in again.describe()
+
+    same = replan_after_first_epoch(fair, preset("contrastive"), 8500, 500, epoch_seconds_at(0.95), 12.0)
+    assert same.epochs == fair.epochs and same.provisional_epochs == 0
+
+    quicker = replan_after_first_epoch(fair, preset("contrastive"), 8500, 500, epoch_seconds_at(0.8), 12.0)
+    assert quicker.epochs > fair.epochs and quicker.provisional_epochs == fair.epochs
+
+
+def test_a_first_epoch_slower_than_the_whole_budget_keeps_that_epoch_and_plans_no_more():
+    plan = plan_for(5)
+    again = replan_after_first_epoch(plan, preset("contrastive"), 8500, 500, epoch_seconds_at(9.0), 12.0)
+    assert again.epochs == 1 and again.provisional_epochs == plan.epochs
+    with pytest.raises(ConfigError, match="too short for one epoch"):  # the same plan made before any epoch
+        plan_for(5, replace(SPEEDS, train_step_seconds=9.0))
+
+
+def test_a_plan_saved_before_plans_were_made_again_reads_as_never_made_again(tmp_path):
+    saved = plan_for(20).to_dict()
+    del saved["first_epoch_step_seconds"], saved["provisional_epochs"]
+    (tmp_path / "budget.json").write_text(json.dumps(saved))
+    plan = BudgetPlan.load(tmp_path / "budget.json")
+    assert plan == plan_for(20) and plan.first_epoch_step_seconds == 0.0 and plan.provisional_epochs == 0
+
+
 def test_the_plan_round_trips_and_repeats_as_settings(tmp_path):
-    plan = plan_for(20)
+    plan = replan_after_first_epoch(plan_for(20), preset("contrastive"), 8500, 500, epoch_seconds_at(0.8), 12.0)
+    assert plan.provisional_epochs  # made again, to a plan of other epochs
     plan.save(tmp_path / "budget.json")
     assert BudgetPlan.load(tmp_path / "budget.json") == plan
     config = plan.apply(preset("contrastive"))

@@ -127,3 +127,73 @@ def test_default_threads_follow_the_cores_this_process_may_use(monkeypatch):
         assert torch.get_num_threads() == 3  # an explicit count wins
     finally:
         torch.set_num_threads(before)
+
+
+def onecycle_config(epochs: int, provisional: int = 0):
+    config = tiny_config(epochs=epochs)
+    config.train.schedule, config.train.provisional_epochs = "onecycle", provisional
+    return config
+
+
+def test_a_one_cycle_schedule_laid_out_again_continues_as_if_laid_out_so_from_the_start():
+    train, n_images = onecycle_config(5).train, 320  # 10 batches of 32 an epoch
+
+    def optimizer():
+        return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=train.lr)
+
+    def settings(opt):
+        return opt.param_groups[0]["lr"], opt.param_groups[0]["betas"][0]  # one-cycle moves beta1 as a momentum
+
+    first, throughout = optimizer(), optimizer()
+    provisional = aeclust.train.make_scheduler(first, train, n_images, laid_out_over=3)
+    planned = aeclust.train.make_scheduler(throughout, train, n_images)
+    for _ in range(10):
+        for opt, schedule in ((first, provisional), (throughout, planned)):
+            opt.step()
+            schedule.step()
+    assert settings(first) != settings(throughout)  # the first epoch was laid out over 3 epochs, not 5
+    again = aeclust.train.make_scheduler(first, train, n_images, from_step=provisional.last_epoch)
+    for _ in range(40):
+        assert settings(first) == pytest.approx(settings(throughout))
+        for opt, schedule in ((first, again), (throughout, planned)):
+            opt.step()
+            schedule.step()
+    assert again.last_epoch == planned.last_epoch == 50 and settings(first) == pytest.approx(settings(throughout))
+
+
+def weights(trainer: Trainer) -> list[torch.Tensor]:
+    return [value.clone() for value in trainer.model.state_dict().values()]
+
+
+def test_a_run_planned_again_after_its_first_epoch_is_repeated_by_its_settings_and_resumes(small_set, tmp_path):
+    replanned = Trainer(onecycle_config(2), small_set, tmp_path / "replanned")
+    seen = []
+
+    def replan(config, seconds):
+        seen.append(seconds)
+        config.train.epochs, config.train.provisional_epochs = 3, 2
+        return config
+
+    replanned.replan = replan
+    history = replanned.fit()
+    assert len(seen) == 1 and seen[0] > 0 and [r.epoch for r in history] == [1, 2, 3]
+
+    repeated = Trainer(onecycle_config(3, provisional=2), small_set, tmp_path / "repeated")
+    repeated.fit()
+    assert all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(repeated)))
+    laid_out_once = Trainer(onecycle_config(3), small_set, tmp_path / "once")
+    laid_out_once.fit()
+    assert not all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(laid_out_once)))
+
+    class Stopped(Exception):
+        pass
+
+    def stop(record):
+        raise Stopped
+
+    with pytest.raises(Stopped):
+        Trainer(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped").fit(on_epoch=stop)
+    resumed = Trainer(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped")
+    assert resumed.resume() and resumed.epoch == 1
+    resumed.fit()
+    assert all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(resumed)))

@@ -4,7 +4,9 @@ Before training, the run times its own first steps on this machine and device (a
 refinement batches, an encoding pass, a clustering of a sample) with a throwaway copy of its model, then
 :func:`plan_budget` sets what grows with time: the training epochs (and the one-cycle schedule over them, which
 is planned from the epochs), how often the history measures the train MSE, and, for budgets too short to hold
-it, the refinement. The plan is written into the run's settings (``config.json``) and ``budget.json``, so a
+it, the refinement. After the first epoch, :func:`replan_after_first_epoch` plans again from that epoch's real
+time: a few steps timed while the machine was briefly slower (or faster) than it then runs would otherwise set
+every epoch after them (docs/results.md, sections 19–20). The plan is written into the run's settings (``config.json``) and ``budget.json``, so a
 resumed run continues the same plan and the same seed with the same plan gives the same clusters; ``budget.json``
 also lists the settings that repeat the plan without measuring anything.
 
@@ -60,7 +62,8 @@ WARMUP_STEPS, TIMED_STEPS = 1, 5
 # this project's 2-core machine (docs/results.md, section 18). A GPU is faster; the plan then has time to spare.
 APPROXIMATE_SEARCH_SECONDS_PER_IMAGE = 4.0e-4
 
-PLANNED_SETTINGS = ("train.epochs", "train.mse_every", "refine.epochs")  # what a plan sets, as --set names them
+# What a plan sets, as --set names them.
+PLANNED_SETTINGS = ("train.epochs", "train.mse_every", "refine.epochs", "train.provisional_epochs")
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
@@ -105,26 +108,34 @@ class BudgetPlan:
     mse_every: int
     refine_epochs: int
     estimate: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    # Once planned again after the first epoch: a batch's time as that epoch took it (0.0: not yet), and the epochs
+    # the first plan gave, which laid out the first epoch's schedule, where the two plans differ (0: they agree).
+    first_epoch_step_seconds: float = 0.0
+    provisional_epochs: int = 0
 
     def settings(self) -> list[str]:
         """The ``--set`` items that repeat this plan exactly, without measuring."""
-        values = (self.epochs, self.mse_every, self.refine_epochs)
+        values = (self.epochs, self.mse_every, self.refine_epochs, self.provisional_epochs)
         return [f"{name}={value}" for name, value in zip(PLANNED_SETTINGS, values)]
 
     def apply(self, config: RunConfig) -> RunConfig:
         return replace(
             config,
             budget_seconds=self.budget_seconds,
-            train=replace(config.train, epochs=self.epochs, mse_every=self.mse_every),
+            train=replace(
+                config.train, epochs=self.epochs, mse_every=self.mse_every, provisional_epochs=self.provisional_epochs
+            ),
             refine=replace(config.refine, epochs=self.refine_epochs),
         )
 
     def describe(self) -> str:
+        step = self.first_epoch_step_seconds or self.speeds.train_step_seconds
+        timed = "in the first epoch" if self.first_epoch_step_seconds else "measured"
         return (
             f"budget {format_duration(self.budget_seconds)}: {self.epochs} epochs at about "
             f"{format_duration(self.estimate['training'] / max(1, self.epochs))} each, train MSE every "
             f"{self.mse_every}, {self.refine_epochs} refinement epochs; expected to end after about "
-            f"{format_duration(self.estimate['total'])} (a batch took {self.speeds.train_step_seconds:.2f}s)"
+            f"{format_duration(self.estimate['total'])} (a batch took {step:.2f}s {timed})"
         )
 
     def to_dict(self) -> dict:
@@ -136,6 +147,8 @@ class BudgetPlan:
             "settings": self.settings(),
             "estimate_seconds": self.estimate,
             "speeds": asdict(self.speeds),
+            "first_epoch_step_seconds": self.first_epoch_step_seconds,
+            "provisional_epochs": self.provisional_epochs,
         }
 
     @classmethod
@@ -143,6 +156,8 @@ class BudgetPlan:
         return cls(
             values["budget_seconds"], Speeds(**values["speeds"]), values["epochs"], values["mse_every"],
             values["refine_epochs"], dict(values["estimate_seconds"]),
+            # A plan saved before plans were made again after the first epoch was never made again.
+            values.get("first_epoch_step_seconds", 0.0), values.get("provisional_epochs", 0),
         )  # fmt: skip
 
     def save(self, path: Path) -> None:
@@ -167,10 +182,18 @@ def _cluster_exponent(config: RunConfig) -> float:
 
 
 def plan_budget(
-    budget_seconds: float, config: RunConfig, train_count: int, val_count: int, speeds: Speeds, spent_seconds: float
+    budget_seconds: float,
+    config: RunConfig,
+    train_count: int,
+    val_count: int,
+    speeds: Speeds,
+    spent_seconds: float,
+    epochs_done: int = 0,
 ) -> BudgetPlan:
     """The epochs, history interval and refinement epochs that end the run within ``budget_seconds``, given its
-    measured ``speeds`` and the ``spent_seconds`` it has already taken (loading, measuring)."""
+    measured ``speeds`` and the ``spent_seconds`` it has already taken (loading, measuring). A plan made after
+    ``epochs_done`` epochs counts them among its epochs (``spent_seconds`` being the time before the first) and
+    keeps at least them, even where the budget turns out too short for them."""
     train, refine = config.train, config.refine
     # Per image, not per batch: an epoch's last, smaller batch costs about its share of a full one.
     epoch_seconds = train_count / train.batch_size * speeds.train_step_seconds
@@ -222,7 +245,9 @@ def plan_budget(
     epochs = most
     while epochs > 0 and training(epochs, mse_every) > available:
         epochs -= 1
-    if epochs < 1:
+    if epochs_done and epochs < epochs_done:
+        epochs = epochs_done
+    elif epochs < 1:
         needed = spent_seconds + cluster_seconds + refinement(0) + mse_seconds + epoch_seconds + per_epoch_seconds
         raise ConfigError(
             f"budget {format_duration(budget_seconds)}: too short for one epoch of {train_count:,} images here "
@@ -238,6 +263,26 @@ def plan_budget(
     }
     estimate["total"] = sum(estimate.values())
     return BudgetPlan(budget_seconds, speeds, epochs, mse_every, refine_epochs, estimate)
+
+
+def replan_after_first_epoch(
+    plan: BudgetPlan, config: RunConfig, train_count: int, val_count: int, epoch_seconds: float, spent_seconds: float
+) -> BudgetPlan:
+    """``plan`` made again once the first epoch has trained, from that epoch's ``epoch_seconds`` instead of the
+    few steps timed before it; ``spent_seconds`` is the time the run took before its first epoch. ``config`` holds
+    the settings as they were before the first plan set them (the refinement's epochs, which a plan may lower).
+
+    The first epoch is counted at its real time too, which includes what a few steps do not see (reading the
+    images, an epoch's last batch); that errs towards ending early, never towards running over.
+    """
+    step = epoch_seconds * config.train.batch_size / train_count  # as plan_budget counts an epoch: per image
+    again = plan_budget(
+        plan.budget_seconds, config, train_count, val_count, replace(plan.speeds, train_step_seconds=step),
+        spent_seconds, epochs_done=1,
+    )  # fmt: skip
+    provisional = plan.epochs if again.epochs != plan.epochs else 0
+    # The speeds stay those measured before the first plan: budget.json keeps what each plan was made from.
+    return replace(again, speeds=plan.speeds, first_epoch_step_seconds=step, provisional_epochs=provisional)
 
 
 class BudgetClock:

@@ -66,6 +66,11 @@ class TrainConfig:
     # clustering the val images) after every val_every-th epoch. Neither changes what the model learns.
     mse_every: int = 1
     val_every: int = 1
+    # A budgeted run plans its epochs from a few timed steps, then plans again from its first epoch's real time
+    # (aeclust.budget). Where the two differ, its first epoch followed the one-cycle schedule laid out for this
+    # many epochs, and the rest of the schedule is laid out for ``epochs``; repeating such a run needs both.
+    # 0: the schedule is laid out for ``epochs`` from the start.
+    provisional_epochs: int = 0
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from aeclust.budget import BudgetClock, BudgetPlan, measure_speeds, plan_budget
+from aeclust.budget import BudgetClock, BudgetPlan, measure_speeds, plan_budget, replan_after_first_epoch
 from aeclust.cluster import CLUSTERERS, Clustering, cluster_latents
 from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.config import AUTO_K, RunConfig, with_settings
@@ -85,10 +85,12 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
         )
     check_views(config.model)
     train = config.train
-    if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(train.mse_every, train.val_every) < 0:
+    every = (train.mse_every, train.val_every, train.provisional_epochs)
+    if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(every) < 0:
         raise ConfigError(
             f"epochs={train.epochs}, batch size={train.batch_size}, lr={train.lr}, mse_every={train.mse_every}, "
-            f"val_every={train.val_every}: expected epochs >= 0, batch size >= 1, lr > 0 and the others >= 0"
+            f"val_every={train.val_every}, provisional_epochs={train.provisional_epochs}: expected epochs >= 0, "
+            "batch size >= 1, lr > 0 and the others >= 0"
         )
     if config.budget_seconds < 0:
         raise ConfigError(f"budget {config.budget_seconds}s: expected a positive time, or 0 for none")
@@ -160,6 +162,7 @@ def run(
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
     plan = None
+    unplanned = config  # a plan made again after the first epoch starts from the settings as the user gave them
     if config.budget_seconds > 0 and not resume:
         plan = plan_run(config, images, engine, time.perf_counter() - started)
         config = plan.apply(config)
@@ -185,8 +188,20 @@ def run(
         # A resumed run's earlier sessions: their epochs as the history timed them, and the measuring before.
         earlier = sum(r.train_seconds + r.eval_seconds for r in trainer.history) + plan.speeds.measuring_seconds
         clock = trainer.clock = BudgetClock(config.budget_seconds, started, earlier if resume else 0.0)
+
+        def replan(current: RunConfig, epoch_seconds: float) -> RunConfig:
+            nonlocal plan
+            plan = replan_run(plan, unplanned, images, engine, epoch_seconds, clock.spent() - epoch_seconds)
+            current = plan.apply(current)
+            if engine.is_main:  # a run stopped after this resumes the new plan
+                RunDir(run_dir).write_config(current)
+                plan.save(RunDir(run_dir).budget)
+            return current
+
+        trainer.replan = replan
     mark = time.perf_counter()
     trainer.fit()
+    config = trainer.config  # as planned again after the first epoch
     timings["this_session_train_seconds"] = time.perf_counter() - mark
     log("clustering train and val latents")
     mark = time.perf_counter()
@@ -218,6 +233,22 @@ def plan_run(config: RunConfig, images: ImageSet, engine: Engine, spent_seconds:
     plan = engine.broadcast(plan if engine.is_main else None)  # under torchrun every process follows main's plan
     log(plan.describe())
     return plan
+
+
+def replan_run(
+    plan: BudgetPlan, config: RunConfig, images: ImageSet, engine: Engine, epoch_seconds: float, spent_seconds: float
+) -> BudgetPlan:
+    """``plan`` made again from the first epoch's real time (see :func:`replan_after_first_epoch`)."""
+    again = replan_after_first_epoch(
+        plan, config, len(images.train_images), len(images.val_images) if images.has_val else 0, epoch_seconds,
+        spent_seconds,
+    )  # fmt: skip
+    again = engine.broadcast(again if engine.is_main else None)  # each process timed its own epoch; main decides
+    if again.epochs != plan.epochs:
+        log(f"planned again from the first epoch: {again.describe()}, instead of {plan.epochs} epochs")
+    else:
+        log(f"planned again from the first epoch: {plan.epochs} epochs still fit ({again.describe()})")
+    return again
 
 
 def read_plan(directory: RunDir) -> BudgetPlan:

@@ -228,6 +228,9 @@ class Trainer:
         self.history: list[EpochRecord] = []
         self.latest_evaluation: Evaluation | None = None
         self.clock: BudgetClock | None = None  # a budgeted run's: its epoch lines say how much time is left
+        # A budgeted run's: given this run's settings and its first epoch's training seconds, the settings planned
+        # again from them (aeclust.budget.replan_after_first_epoch).
+        self.replan: Callable[[RunConfig, float], RunConfig] | None = None
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state(self, full: bool) -> dict:
@@ -313,6 +316,19 @@ class Trainer:
         rotation = totals.sums.get("rotation_correct")
         return totals.loss, (rotation / totals.images if rotation is not None else float("nan"))
 
+    def after_first_epoch(self, seconds: float) -> None:
+        """A budgeted run plans again from its first epoch's real time. Where that changed its epochs, the rest of
+        the one-cycle schedule is laid out over the epochs it now has, from the step the first epoch reached; a run
+        repeating such a plan with its settings (``train.provisional_epochs``) does the same here."""
+        if self.replan is not None:
+            self.config = self.replan(self.config, seconds)
+        train = self.config.train
+        if train.schedule == "onecycle" and train.provisional_epochs not in (0, train.epochs):
+            self.scheduler = make_scheduler(
+                self.optimizer, train, len(self.images.train_images), laid_out_over=train.epochs,
+                from_step=self.scheduler.last_epoch,
+            )  # fmt: skip
+
     def evaluate(self) -> Evaluation:
         """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline.
 
@@ -346,6 +362,8 @@ class Trainer:
             loss, rotation_accuracy = self.train_one_epoch()
             trained = time.perf_counter()
             self.epoch += 1
+            if self.epoch == 1:
+                self.after_first_epoch(trained - started)
             evaluation = self.evaluate()
             train_mse, val_accuracy = evaluation.train_mse, self.val_accuracy(evaluation)
             record = EpochRecord(
@@ -382,14 +400,26 @@ class Trainer:
 SCHEDULES = ("constant", "onecycle")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, n_images: int):
-    """The learning-rate schedule, stepped once per batch."""
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    train: TrainConfig,
+    n_images: int,
+    laid_out_over: int | None = None,
+    from_step: int = 0,
+):
+    """The learning-rate schedule, stepped once per batch. The one-cycle schedule is laid out over
+    ``laid_out_over`` epochs (by default the provisional epochs a budgeted run's first epoch followed, if any, else
+    ``train.epochs``), and given ``from_step`` continues an optimizer's earlier one-cycle schedule at that step."""
     if train.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     if train.schedule == "onecycle":
-        steps = max(1, train.epochs * math.ceil(n_images / train.batch_size))
-        # A short warm-up, then cosine annealing: the best short-budget schedule we measured.
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train.lr, total_steps=steps, pct_start=0.15)
+        epochs = laid_out_over if laid_out_over is not None else train.provisional_epochs or train.epochs
+        steps = max(1, epochs * math.ceil(n_images / train.batch_size))
+        # A short warm-up, then cosine annealing: the best short-budget schedule we measured. The learning rates it
+        # cycles between are those the earlier schedule put in the optimizer's groups (the same train.lr).
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=train.lr, total_steps=steps, pct_start=0.15, last_epoch=from_step - 1
+        )
     raise unknown_name("schedule", train.schedule, SCHEDULES)
 
 
