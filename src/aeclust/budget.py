@@ -6,9 +6,9 @@ refinement batches, an encoding pass, a clustering of a sample) with a throwaway
 is planned from the epochs), how often the history measures the train MSE, and, for budgets too short to hold
 it, the refinement. After the first epoch, :func:`replan_after_first_epoch` plans again from that epoch's real
 time: a few steps timed while the machine was briefly slower (or faster) than it then runs would otherwise set
-every epoch after them (docs/results.md, sections 19–20). The plan is written into the run's settings (``config.json``) and ``budget.json``, so a
-resumed run continues the same plan and the same seed with the same plan gives the same clusters; ``budget.json``
-also lists the settings that repeat the plan without measuring anything.
+every epoch after them (docs/results.md, sections 19–20). The plan is written into the run's settings
+(``config.json``) and ``budget.json``, so a resumed run continues the same plan and the same seed with the same
+plan gives the same clusters; ``budget.json`` also lists the settings that repeat the plan without measuring.
 
 What does not grow: the model's width and its views' size. Wider models and full-size views cost more per
 epoch than they gave back in accuracy within the times measured (docs/results.md, sections 11–12); epochs are

@@ -162,7 +162,8 @@ def run(
     timings["load_seconds"] = time.perf_counter() - mark
     check_config(config, images)
     plan = None
-    unplanned = config  # a plan made again after the first epoch starts from the settings as the user gave them
+    # A plan made again after the first epoch starts from the settings as given (a resumed run's: as planned).
+    unplanned = config
     if config.budget_seconds > 0 and not resume:
         plan = plan_run(config, images, engine, time.perf_counter() - started)
         config = plan.apply(config)
