@@ -245,10 +245,8 @@ def replan_run(
         spent_seconds,
     )  # fmt: skip
     again = engine.broadcast(again if engine.is_main else None)  # each process timed its own epoch; main decides
-    if again.epochs != plan.epochs:
-        log(f"planned again from the first epoch: {again.describe()}, instead of {plan.epochs} epochs")
-    else:
-        log(f"planned again from the first epoch: {plan.epochs} epochs still fit ({again.describe()})")
+    first = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
+    log(f"planned again from the first epoch: {again.describe()}; the first plan had {first}")
     return again
 
 
