@@ -85,8 +85,8 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
         )
     check_views(config.model)
     train = config.train
-    every = (train.mse_every, train.val_every, train.provisional_epochs)
-    if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(every) < 0:
+    non_negative = (train.mse_every, train.val_every, train.provisional_epochs)
+    if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(non_negative) < 0:
         raise ConfigError(
             f"epochs={train.epochs}, batch size={train.batch_size}, lr={train.lr}, mse_every={train.mse_every}, "
             f"val_every={train.val_every}, provisional_epochs={train.provisional_epochs}: expected epochs >= 0, "
@@ -172,9 +172,7 @@ def run(
             config, run_dir = prepare_run_dir(config, out, resume, force)
         run_dir = Path(engine.broadcast(str(run_dir) if engine.is_main else None))
     if engine.is_main:
-        RunDir(run_dir).write_config(config)
-        if plan is not None:
-            plan.save(RunDir(run_dir).budget)
+        write_settings(RunDir(run_dir), config, plan)
     log(
         f"run {run_dir} on {engine.describe()}: model {config.model_name}, "
         f"{len(images.train_images)} train images from {images.source}"
@@ -195,8 +193,7 @@ def run(
             plan = replan_run(plan, unplanned, images, engine, epoch_seconds, clock.spent() - epoch_seconds)
             current = plan.apply(current)
             if engine.is_main:  # a run stopped after this resumes the new plan
-                RunDir(run_dir).write_config(current)
-                plan.save(RunDir(run_dir).budget)
+                write_settings(RunDir(run_dir), current, plan)
             return current
 
         trainer.replan = replan
@@ -227,10 +224,8 @@ def plan_run(config: RunConfig, images: ImageSet, engine: Engine, spent_seconds:
     """Measure this run's speed here and plan its epochs to end within ``config.budget_seconds``."""
     log(f"measuring this run's speed to plan its budget of {format_duration(config.budget_seconds)}")
     speeds = measure_speeds(config, images, engine)
-    plan = plan_budget(
-        config.budget_seconds, config, len(images.train_images), len(images.val_images) if images.has_val else 0,
-        speeds, spent_seconds + speeds.measuring_seconds,
-    )  # fmt: skip
+    spent_seconds += speeds.measuring_seconds
+    plan = plan_budget(config.budget_seconds, config, *image_counts(images), speeds, spent_seconds)
     plan = engine.broadcast(plan if engine.is_main else None)  # under torchrun every process follows main's plan
     log(plan.describe())
     return plan
@@ -240,14 +235,23 @@ def replan_run(
     plan: BudgetPlan, config: RunConfig, images: ImageSet, engine: Engine, epoch_seconds: float, spent_seconds: float
 ) -> BudgetPlan:
     """``plan`` made again from the first epoch's real time (see :func:`replan_after_first_epoch`)."""
-    again = replan_after_first_epoch(
-        plan, config, len(images.train_images), len(images.val_images) if images.has_val else 0, epoch_seconds,
-        spent_seconds,
-    )  # fmt: skip
+    again = replan_after_first_epoch(plan, config, *image_counts(images), epoch_seconds, spent_seconds)
     again = engine.broadcast(again if engine.is_main else None)  # each process timed its own epoch; main decides
     first = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
     log(f"planned again from the first epoch: {again.describe()}; the first plan had {first}")
     return again
+
+
+def image_counts(images: ImageSet) -> tuple[int, int]:
+    """The train and val images a budget plans for."""
+    return len(images.train_images), len(images.val_images) if images.has_val else 0
+
+
+def write_settings(directory: RunDir, config: RunConfig, plan: BudgetPlan | None) -> None:
+    """``config.json`` and, for a budgeted run, ``budget.json``: what a resumed run continues with."""
+    directory.write_config(config)
+    if plan is not None:
+        plan.save(directory.budget)
 
 
 def read_plan(directory: RunDir) -> BudgetPlan:
