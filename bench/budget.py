@@ -30,7 +30,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from aeclust.budget import PLANNED_SETTINGS, parse_duration
+from aeclust.budget import PLANNED_SETTINGS, WHITENED_CLUSTERER, parse_duration, whitens_instead_of_refining
 from aeclust.config import RunConfig, with_settings
 from aeclust.presets import DEFAULT_MODEL, preset
 from aeclust.progress import format_duration
@@ -40,9 +40,10 @@ EMBEDDED = "animals-vs-vehicles"
 
 
 def recipe(config: RunConfig) -> tuple:
-    """What a budget leaves as the default has it: every setting but those it plans, the data, seed and k."""
+    """What a budget leaves as the default has it: every setting but those it plans (the clusterer among them), the
+    data, seed and k."""
     planned = with_settings(config, [f"{setting}=1" for setting in PLANNED_SETTINGS])
-    return planned.model, planned.train, replace(planned.cluster, k=0), planned.refine
+    return planned.model, planned.train, replace(planned.cluster, k=0, clusterer="auto"), planned.refine
 
 
 def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None) -> dict:
@@ -50,12 +51,23 @@ def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None) 
     record_file = run_dir / "bench-budget.json"
     if record_file.is_file() and (run_dir / "metrics.json").is_file():
         # One curve, one recipe: a run of an earlier default read back beside today's would mislead.
-        if recipe(RunDir(run_dir).read_config()) != recipe(preset(DEFAULT_MODEL)):
+        directory = RunDir(run_dir)
+        config = directory.read_config()
+        record = json.loads(record_file.read_text())
+        if recipe(config) != recipe(preset(DEFAULT_MODEL)):
             raise SystemExit(
                 f"{run_dir}: holds a run of another recipe than today's default ({DEFAULT_MODEL}); "
                 "move it away or pass another --out"
             )
-        return json.loads(record_file.read_text())
+        # A plan made before plans chose a clusterer (its budget.json says nothing of it) is today's plan only where
+        # today's would not choose one either.
+        seen = record["epochs"] * len(directory.load_array("train_clusters", mmap=True))
+        if "clusterer" not in json.loads(directory.budget.read_text()) and whitens_instead_of_refining(config, seen):
+            raise SystemExit(
+                f"{run_dir}: planned before plans clustered long runs by {WHITENED_CLUSTERER}; today's plan would; "
+                "move it away or pass another --out"
+            )
+        return record
     if run_dir.exists():
         print(f"{run_dir}: stopped part-way before; starting it again", file=sys.stderr, flush=True)
         shutil.rmtree(run_dir)

@@ -1,10 +1,13 @@
 """Diagnostic: is a finished run held back by its clustering stage or by its latents?
 
-    python bench/ceiling.py RUN_DIR [RUN_DIR ...] [--overcluster 5 10 20 50] [--folds 5]
+    python bench/ceiling.py RUN_DIR [RUN_DIR ...] [--overcluster 5 10 20 50] [--whiten 4 8 16 32] [--folds 5]
 
 For each finished run on a set with train labels, it prints side by side, on the features the run clustered
 (its latent mode and scaling):
+- the run's own answer (after its refinement, where it refined);
 - k-means into the run's k clusters, scored as the run scores it;
+- whitened-kmeans (the vote of k-means on 4, 8 and 16 whitened dimensions), and k-means on the features whitened to
+  each --whiten number of dimensions alone;
 - a linear probe: logistic regression trained with the labels, scored by cross-validation. No straight cut through
   the features does much better, so a clustering near it has little left to gain;
 - over-clustering: k-means into more clusters, each then given the label most of its images have. No unsupervised
@@ -26,6 +29,7 @@ from aeclust.cluster import cluster
 from aeclust.data import load_images
 from aeclust.embed import latent_features
 from aeclust.metrics import accuracy_of
+from aeclust.reduce import whiten
 from aeclust.rundir import RunDir
 
 
@@ -38,7 +42,7 @@ def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: in
     return float((majority[assigned] == labels).mean())
 
 
-def ceiling(run_dir: Path, overcluster: list[int], folds: int) -> dict:
+def ceiling(run_dir: Path, overcluster: list[int], whitened: list[int], folds: int) -> dict:
     directory = RunDir(run_dir)
     latents = directory.array("train_latents")
     if not latents.is_file():
@@ -50,11 +54,18 @@ def ceiling(run_dir: Path, overcluster: list[int], folds: int) -> dict:
     features = latent_features(directory.load_array("train_latents"), config.cluster.latent, config.cluster.scaling)
     if len(features) != len(labels):
         raise SystemExit(f"{run_dir}: {len(features)} latents but {len(labels)} train labels; not the same images")
-    kmeans = cluster(features, config.cluster.k, "kmeans", config.seed)
+    k = config.cluster.k
+    kmeans = cluster(features, k, "kmeans", config.seed)
     splits = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
     probe = cross_val_score(LogisticRegression(max_iter=2000), features, labels, cv=splits)
     return {
+        "answer": accuracy_of(labels, directory.load_array("train_clusters")),
         "kmeans": accuracy_of(labels, kmeans),
+        "whitened_kmeans": accuracy_of(labels, cluster(features, k, "whitened-kmeans", config.seed)),
+        "whitened": [
+            accuracy_of(labels, cluster(whiten(features, dimensions, config.seed), k, "kmeans", config.seed))
+            for dimensions in whitened
+        ],
         "probe": float(probe.mean()),
         "merged": [oracle_merge_accuracy(features, labels, k, config.seed) for k in overcluster],
     }
@@ -64,15 +75,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     parser.add_argument("--overcluster", nargs="*", type=int, default=[5, 10, 20, 50], metavar="K")
+    parser.add_argument("--whiten", nargs="*", type=int, default=[], metavar="D", help="whitened dimensions to try")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the linear probe")
     args = parser.parse_args()
-    merged_header = " | ".join(f"{k} clusters, oracle merge" for k in args.overcluster)
-    print(f"| run | k-means | linear probe ({args.folds}-fold) | {merged_header} |")
-    print("|---|---|---|" + "---|" * len(args.overcluster))
+    header = ["run", "run's answer", "k-means", "whitened-kmeans"]
+    header += [f"k-means, {d} whitened" for d in args.whiten] + [f"linear probe ({args.folds}-fold)"]
+    header += [f"{k} clusters, oracle merge" for k in args.overcluster]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for run_dir in args.run_dirs:
-        result = ceiling(run_dir, args.overcluster, args.folds)
-        merged = " | ".join(f"{a:.3f}" for a in result["merged"])
-        print(f"| {run_dir} | {result['kmeans']:.3f} | {result['probe']:.3f} | {merged} |", flush=True)
+        result = ceiling(run_dir, args.overcluster, args.whiten, args.folds)
+        scores = [result["answer"], result["kmeans"], result["whitened_kmeans"], *result["whitened"], result["probe"]]
+        scores += result["merged"]
+        print(f"| {run_dir} | " + " | ".join(f"{a:.3f}" for a in scores) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from aeclust.data import load_images
 from aeclust.errors import RunDirError
 from aeclust.pipeline import run
 from aeclust.presets import DEFAULT_MODEL, preset
+from aeclust.rundir import RunDir
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -97,13 +98,18 @@ def test_the_ceiling_is_measured_on_the_features_a_finished_run_clustered(ceilin
     config.data = str(small_hw9_dir)
     config.cluster = ClusterConfig(latent="pool", scaling="l2", reducer="none", embedder="none")
     run(config, tmp_path / "run", images=load_images(config.data))
-    result = ceiling.ceiling(tmp_path / "run", overcluster=[240], folds=3)
+    result = ceiling.ceiling(tmp_path / "run", overcluster=[240], whitened=[4], folds=3)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert result["kmeans"] == pytest.approx(metrics["train_accuracy"])  # the run's own clustering, redone
+    assert result["answer"] == pytest.approx(metrics["train_accuracy"])  # and the one it wrote
+    config.cluster.clusterer = "whitened-kmeans"
+    whitened = run(config, tmp_path / "whitened", images=load_images(config.data))
+    assert result["whitened_kmeans"] == pytest.approx(whitened.metrics["train_accuracy"])  # as such a run cuts
+    assert len(result["whitened"]) == 1 and 0.5 <= result["whitened"][0] <= 1
     assert 0.5 <= result["probe"] <= 1
     assert result["merged"] == [1.0]  # one image per cluster: every cluster's majority is its own label
     with pytest.raises(SystemExit, match="expected a finished run holding arrays/train_latents.npy"):
-        ceiling.ceiling(tmp_path / "nothing", overcluster=[5], folds=3)
+        ceiling.ceiling(tmp_path / "nothing", overcluster=[5], whitened=[], folds=3)
 
 
 @pytest.fixture()
@@ -305,6 +311,8 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
         # a plan's settings, not the preset's: the same recipe
         planned = ["train.epochs=5", "train.mse_every=5", "refine.epochs=2"]
         with_settings(preset(DEFAULT_MODEL), planned).save(run_dir / "config.json")
+        (run_dir / "budget.json").write_text("{}")  # a plan from before plans chose a clusterer: these never would
+        RunDir(run_dir).save_array("train_clusters", np.zeros(8500, dtype=np.int64))
         record = {"budget_seconds": 300.0, "epochs": 5, "train_accuracy": accuracy, "nmi": 0.4, "wall_seconds": 290.0}
         (run_dir / "bench-budget.json").write_text(json.dumps(record))
         records.append(budget.run_once("animals-vs-vehicles", "5m", seed, run_dir, None))
@@ -318,6 +326,22 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
     with_settings(preset(DEFAULT_MODEL), ["model.rotation_size=0"]).save(earlier / "config.json")
     with pytest.raises(SystemExit, match="seed0: holds a run of another recipe than today's default"):
         budget.run_once("animals-vs-vehicles", "5m", 0, earlier, None)
+
+    # A long run planned before plans chose a clusterer is not today's plan; planned since, it is.
+    long = tmp_path / "animals-vs-vehicles" / "60m" / "seed0"
+    long.mkdir(parents=True)
+    (long / "metrics.json").write_text("{}")
+    with_settings(preset(DEFAULT_MODEL), ["train.epochs=100"]).save(long / "config.json")
+    RunDir(long).save_array("train_clusters", np.zeros(8500, dtype=np.int64))
+    (long / "bench-budget.json").write_text(json.dumps({"budget_seconds": 3600.0, "epochs": 100}))
+    (long / "budget.json").write_text(json.dumps({"epochs": 100}))
+    with pytest.raises(SystemExit, match="60m/seed0: planned before plans clustered long runs by whitened-kmeans"):
+        budget.run_once("animals-vs-vehicles", "60m", 0, long, None)
+    (long / "budget.json").write_text(json.dumps({"epochs": 100, "clusterer": "whitened-kmeans"}))
+    with_settings(preset(DEFAULT_MODEL), ["train.epochs=100", "cluster.clusterer=whitened-kmeans"]).save(
+        long / "config.json"
+    )  # the plan's clusterer is the plan's: the same recipe
+    assert budget.run_once("animals-vs-vehicles", "60m", 0, long, None)["epochs"] == 100
 
     stopped = tmp_path / "stopped"
     stopped.mkdir()

@@ -20,6 +20,8 @@ from tiny_cli import tiny_preset
 from aeclust.budget import (
     HISTORY_POINTS,
     TARGET_SHARE,
+    WHITEN_FROM_IMAGES,
+    WHITENED_CLUSTERER,
     BudgetPlan,
     Speeds,
     measure_speeds,
@@ -85,13 +87,38 @@ def test_longer_budgets_train_longer_and_keep_the_history_to_a_few_points():
         points = math.ceil(plan.epochs / plan.mse_every)
         assert points <= HISTORY_POINTS
         assert plan.estimate["history_and_checkpoints"] < 0.12 * plan.estimate["training"]
-        assert plan.refine_epochs == 3  # the default's, whenever it fits
+        # the default's, whenever it fits and the plan refines
+        assert plan.refine_epochs == (0 if plan.clusterer else 3)
 
 
 def test_a_budget_too_short_for_the_refinement_refines_less():
     slow = replace(SPEEDS, refine_step_seconds=3.0)
     assert plan_for(5, slow).refine_epochs < 3
-    assert plan_for(60, slow).refine_epochs == 3
+    three_groups = with_settings(preset("contrastive"), ["cluster.k=3"])  # a plan that never changes its clusterer
+    assert plan_budget(3600, three_groups, 8500, 500, slow, spent_seconds=12.0).refine_epochs == 3
+
+
+def test_a_plan_long_enough_clusters_on_whitened_dimensions_and_trains_in_the_refinements_time():
+    plans = [plan_for(minutes / 4) for minutes in range(16, 240)]
+    for plan in plans:
+        long_enough = plan.epochs * 8500 >= WHITEN_FROM_IMAGES
+        assert (plan.clusterer, plan.refine_epochs) == ((WHITENED_CLUSTERER, 0) if long_enough else ("", 3))
+        assert plan.estimate["refinement"] == 0 if plan.clusterer else plan.estimate["refinement"] > 0
+    assert {plan.clusterer for plan in plans} == {"", WHITENED_CLUSTERER}  # both kinds among the budgets
+    long = plan_for(60)
+    assert f"cluster.clusterer={WHITENED_CLUSTERER}" in long.settings()
+    assert "clusters by whitened-kmeans" in long.describe() and "refinement" not in long.describe()
+    config = long.apply(preset("contrastive"))
+    assert (config.cluster.clusterer, config.refine.epochs) == (WHITENED_CLUSTERER, 0)
+    assert plan_for(5).apply(preset("contrastive")).cluster.clusterer == "auto"  # a short plan keeps it
+    # The same budget where the whitened clusters were not measured (three groups, or a clusterer the user chose)
+    # refines, and so trains fewer epochs in the same time.
+    for settings in (["cluster.k=3"], ["cluster.clusterer=kmeans"]):
+        given = with_settings(preset("contrastive"), settings)
+        other = plan_budget(3600, given, 8500, 500, SPEEDS, 12.0)
+        assert (other.clusterer, other.refine_epochs) == ("", 3) and other.epochs < long.epochs
+        assert other.apply(given).cluster.clusterer == given.cluster.clusterer
+        assert other.estimate["total"] == pytest.approx(long.estimate["total"], rel=0.02)
 
 
 def test_a_budget_too_short_for_one_epoch_says_how_long_is_needed():
@@ -131,22 +158,26 @@ def test_a_first_epoch_slower_than_the_whole_budget_keeps_that_epoch_and_plans_n
 
 
 def test_a_plan_saved_before_plans_were_made_again_reads_as_never_made_again(tmp_path):
-    saved = plan_for(20).to_dict()
-    del saved["first_epoch_step_seconds"], saved["provisional_epochs"]
+    saved = plan_for(5).to_dict()
+    del saved["first_epoch_step_seconds"], saved["provisional_epochs"], saved["clusterer"]
     (tmp_path / "budget.json").write_text(json.dumps(saved))
     plan = BudgetPlan.load(tmp_path / "budget.json")
-    assert plan == plan_for(20) and plan.first_epoch_step_seconds == 0.0 and plan.provisional_epochs == 0
+    assert plan == plan_for(5) and plan.first_epoch_step_seconds == 0.0 and plan.provisional_epochs == 0
+    assert plan.clusterer == ""  # a plan from before plans chose a clusterer chose none
 
 
 def test_the_plan_round_trips_and_repeats_as_settings(tmp_path):
-    plan = replan_after_first_epoch(plan_for(20), preset("contrastive"), 8500, 500, epoch_seconds_at(0.8), 12.0)
-    assert plan.provisional_epochs  # made again, to a plan of other epochs
-    plan.save(tmp_path / "budget.json")
-    assert BudgetPlan.load(tmp_path / "budget.json") == plan
-    config = plan.apply(preset("contrastive"))
-    repeated = with_settings(preset("contrastive"), plan.settings())
-    assert (config.train, config.refine) == (repeated.train, repeated.refine)
-    assert config.budget_seconds == 1200
+    for minutes in (5, 60):  # one that refines, one that chooses its clusterer
+        plan = replan_after_first_epoch(
+            plan_for(minutes), preset("contrastive"), 8500, 500, epoch_seconds_at(0.8), 12.0
+        )
+        assert plan.provisional_epochs  # made again, to a plan of other epochs
+        plan.save(tmp_path / "budget.json")
+        assert BudgetPlan.load(tmp_path / "budget.json") == plan
+        config = plan.apply(preset("contrastive"))
+        repeated = with_settings(preset("contrastive"), plan.settings())
+        assert (config.train, config.refine, config.cluster) == (repeated.train, repeated.refine, repeated.cluster)
+        assert config.budget_seconds == minutes * 60
 
 
 def budget_config(seconds: float):

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from aeclust.cluster import CLUSTERERS, MERGE_MARGIN, TWO_CLUSTERS_REASON, choose_clusterer, cluster
+from aeclust.cluster import (
+    CLUSTERERS,
+    MERGE_MARGIN,
+    TWO_CLUSTERS_REASON,
+    align_to,
+    choose_clusterer,
+    cluster,
+    vote,
+    whitened_cuts,
+)  # fmt: skip
 from aeclust.metrics import clustering_scores
 from aeclust.refine import resolve_balance
 
@@ -117,3 +126,25 @@ def test_pooled_features_of_memory_mapped_latents_equal_a_whole_array_mean_bit_f
     both = embed.latent_features(mapped, "pool+flatten")
     assert np.array_equal(both[:, :5], latents.mean(axis=(2, 3)))
     assert np.array_equal(both[:, 5:], latents.reshape(40, -1))
+
+
+def test_whitened_kmeans_parts_the_groups_that_a_wider_direction_hides():
+    """Two groups apart along one direction, with five wide but single-peaked (normal) directions of noise beside it:
+    k-means cuts across the widest noise; whitened, every direction weighs alike and the groups part. The cut on 4
+    whitened dimensions leaves the groups' direction out (it is the narrowest); the vote of three cuts does not."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat([0, 1], 200)
+    points = np.c_[(2 * truth - 1) + rng.normal(0, 0.3, 400), rng.normal(0, 4, (400, 5))]
+    assert clustering_scores(truth, cluster(points, 2, "kmeans", seed=0))["accuracy"] < 0.7
+    cuts = whitened_cuts(points, 2, seed=0)
+    assert [round(clustering_scores(truth, cut)["accuracy"], 1) for cut in cuts] == [0.5, 1.0, 1.0]
+    voted = cluster(points, 2, "whitened-kmeans", seed=0)
+    assert clustering_scores(truth, voted)["accuracy"] > 0.97
+    np.testing.assert_array_equal(cluster(points, 2, "whitened-kmeans", seed=0), voted)
+
+
+def test_cuts_are_renumbered_to_match_before_they_vote_and_a_tie_goes_to_the_first():
+    reference = np.array([0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(align_to(reference, np.array([2, 2, 0, 0, 1, 1]), 3), reference)
+    np.testing.assert_array_equal(vote([np.array([0, 1, 2]), np.array([1, 1, 2]), np.array([1, 0, 2])], 3), [1, 1, 2])
+    np.testing.assert_array_equal(vote([np.array([0, 2]), np.array([1, 1])], 3), [0, 2])  # one vote each: the first's

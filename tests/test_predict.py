@@ -47,6 +47,16 @@ def test_without_refinement_images_go_to_the_nearest_centre_of_the_runs_clusters
     assert np.mean(prediction.clusters == plain_run.train_clusters) >= 0.98
 
 
+def test_a_run_cut_by_whitened_kmeans_places_new_images_as_its_whitened_cuts_did(small_set, tmp_path):
+    config = tiny_config(epochs=1)
+    config.cluster = preset("contrastive").cluster
+    config.cluster.clusterer = "whitened-kmeans"
+    whitened = run(config, tmp_path / "whitened", images=small_set)
+    prediction = predict(whitened.run_dir, images=small_set, write=False)
+    assert prediction.method == "nearest centre"
+    assert np.mean(prediction.clusters == whitened.train_clusters) >= 0.98
+
+
 def test_a_study_run_assigns_new_images_to_its_clusters(small_set, embedded, tmp_path):
     config = tiny_config(epochs=1)  # PCA, then t-SNE: new images are placed by the latents' cluster centres
     finished = run(config, tmp_path / "study", images=small_set)

@@ -4,16 +4,17 @@ Before training, the run times its own first steps on this machine and device (a
 refinement batches, an encoding pass, a clustering of a sample) with a throwaway copy of its model, then
 :func:`plan_budget` sets what grows with time: the training epochs (and the one-cycle schedule over them, which
 is planned from the epochs), how often the history measures the train MSE, and, for budgets too short to hold
-it, the refinement. After the first epoch, :func:`replan_after_first_epoch` plans again from that epoch's real
-time: a few steps timed while the machine was briefly slower (or faster) than it then runs would otherwise set
-every epoch after them (docs/results.md, sections 19–20). The plan is written into the run's settings
+it, the refinement; a plan that trains long enough clusters on whitened dimensions instead of refining
+(:func:`whitens_instead_of_refining`). After the first epoch, :func:`replan_after_first_epoch` plans again from
+that epoch's real time: a few steps timed while the machine was briefly slower (or faster) than it then runs would
+otherwise set every epoch after them (docs/results.md, sections 19–20). The plan is written into the run's settings
 (``config.json``) and ``budget.json``, so a resumed run continues the same plan and the same seed with the same
 plan gives the same clusters; ``budget.json`` also lists the settings that repeat the plan without measuring.
 
 What does not grow: the model's width and its views' size. Wider models and full-size views cost more per
 epoch than they gave back in accuracy within the times measured (docs/results.md, sections 11–12); epochs are
-what improved every set (section 13). The refinement stays at its configured epochs: 6 epochs gave no more than
-3 (section 7), and self-labelling lowered accuracy (section 8).
+what improved every set (section 13). Where it refines, the refinement stays at its configured epochs: 6 epochs
+gave no more than 3 (sections 7 and 21), and self-labelling lowered accuracy (section 8).
 """
 
 from __future__ import annotations
@@ -62,7 +63,14 @@ WARMUP_STEPS, TIMED_STEPS = 1, 5
 # this project's 2-core machine (docs/results.md, section 18). A GPU is faster; the plan then has time to spare.
 APPROXIMATE_SEARCH_SECONDS_PER_IMAGE = 4.0e-4
 
-# What a plan sets, as --set names them.
+# A plan long enough to show its encoder this many images (epochs × train images) clusters by WHITENED_CLUSTERER
+# and does not refine: by then k-means on whitened dimensions beats the refinement, which pulls every start back to
+# what the images' nearest neighbours agree on (docs/results.md, section 22). Shorter plans refine as before.
+WHITEN_FROM_IMAGES = 200_000
+WHITENED_CLUSTERER = "whitened-kmeans"
+
+# What a plan sets, as --set names them. A plan also sets cluster.clusterer, but only where it was left to aeclust
+# ("auto"), so a clusterer the user chose is no plan's to change.
 PLANNED_SETTINGS = ("train.epochs", "train.mse_every", "refine.epochs", "train.provisional_epochs")
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
@@ -112,11 +120,13 @@ class BudgetPlan:
     # the first plan gave, which laid out the first epoch's schedule, where the two plans differ (0: they agree).
     first_epoch_step_seconds: float = 0.0
     provisional_epochs: int = 0
+    clusterer: str = ""  # the clusterer the plan chose in place of "auto" ("": none chosen)
 
     def settings(self) -> list[str]:
         """The ``--set`` items that repeat this plan exactly, without measuring."""
         values = (self.epochs, self.mse_every, self.refine_epochs, self.provisional_epochs)
-        return [f"{name}={value}" for name, value in zip(PLANNED_SETTINGS, values)]
+        chosen = [f"cluster.clusterer={self.clusterer}"] if self.clusterer else []
+        return [f"{name}={value}" for name, value in zip(PLANNED_SETTINGS, values)] + chosen
 
     def apply(self, config: RunConfig) -> RunConfig:
         return replace(
@@ -126,15 +136,17 @@ class BudgetPlan:
                 config.train, epochs=self.epochs, mse_every=self.mse_every, provisional_epochs=self.provisional_epochs
             ),
             refine=replace(config.refine, epochs=self.refine_epochs),
+            cluster=replace(config.cluster, clusterer=self.clusterer or config.cluster.clusterer),
         )
 
     def describe(self) -> str:
         step = self.first_epoch_step_seconds or self.speeds.train_step_seconds
         timed = "in the first epoch" if self.first_epoch_step_seconds else "measured"
+        clustering = f"clusters by {self.clusterer}" if self.clusterer else f"{self.refine_epochs} refinement epochs"
         return (
             f"budget {format_duration(self.budget_seconds)}: {self.epochs} epochs at about "
             f"{format_duration(self.estimate['training'] / max(1, self.epochs))} each, train MSE every "
-            f"{self.mse_every}, {self.refine_epochs} refinement epochs; expected to end after about "
+            f"{self.mse_every}, {clustering}; expected to end after about "
             f"{format_duration(self.estimate['total'])} (a batch took {step:.2f}s {timed})"
         )
 
@@ -149,6 +161,7 @@ class BudgetPlan:
             "speeds": asdict(self.speeds),
             "first_epoch_step_seconds": self.first_epoch_step_seconds,
             "provisional_epochs": self.provisional_epochs,
+            "clusterer": self.clusterer,
         }
 
     @classmethod
@@ -156,8 +169,10 @@ class BudgetPlan:
         return cls(
             values["budget_seconds"], Speeds(**values["speeds"]), values["epochs"], values["mse_every"],
             values["refine_epochs"], dict(values["estimate_seconds"]),
-            # A plan saved before plans were made again after the first epoch was never made again.
+            # A plan saved before plans were made again after the first epoch was never made again; one saved before
+            # plans chose a clusterer chose none.
             values.get("first_epoch_step_seconds", 0.0), values.get("provisional_epochs", 0),
+            values.get("clusterer", ""),
         )  # fmt: skip
 
     def save(self, path: Path) -> None:
@@ -179,6 +194,25 @@ def _cluster_exponent(config: RunConfig) -> float:
     """How the clustering stage's time grows with N: KernelPCA and t-SNE about as N², the others about as N."""
     cluster = config.cluster
     return 2.0 if cluster.reducer == "kpca" or cluster.embedder in ("tsne", "sklearn-tsne") else 1.0
+
+
+def whitens_instead_of_refining(config: RunConfig, images_seen: int) -> bool:
+    """Whether a plan whose encoder sees ``images_seen`` images clusters by :data:`WHITENED_CLUSTERER` without
+    refining.
+
+    Only for what it was measured on: two groups, the clusterer left to aeclust, on pooled latents with neither
+    reducer nor embedder (the contrastive model's clustering), and a refinement of neighbour consistency alone
+    (self-labelling left off).
+    """
+    cluster = config.cluster
+    return (
+        images_seen >= WHITEN_FROM_IMAGES
+        and cluster.k == 2
+        and cluster.clusterer == "auto"
+        and cluster.reducer == "none"
+        and cluster.embedder == "none"
+        and config.refine.self_label_epochs == 0
+    )
 
 
 def plan_budget(
@@ -226,25 +260,35 @@ def plan_budget(
         return epochs * refine_epoch_seconds + minings * (encode_seconds + search_seconds) + final + self_label
 
     target = budget_seconds * TARGET_SHARE - spent_seconds - cluster_seconds
-    refine_epochs = refine.epochs
-    while refine_epochs > 0 and refinement(refine_epochs) > REFINE_SHARE * budget_seconds:
-        refine_epochs -= 1
-    refine_seconds = refinement(refine_epochs)
-    available = target - refine_seconds
 
     def training(epochs: int, every: int) -> float:
         """Every epoch trains and clusters val; every ``every``-th and the last also measure the train MSE (the
         last writing the latents too)."""
         return epochs * (epoch_seconds + per_epoch_seconds) + math.ceil(epochs / every) * mse_seconds
 
-    # First the epochs that fit with the MSE measured after the last alone; then as many MSE points as
-    # HISTORY_SHARE of their training time pays for (up to HISTORY_POINTS), and the epochs that fit with those.
-    most = max(0, math.floor((available - mse_seconds) / (epoch_seconds + per_epoch_seconds)))
-    points = min(HISTORY_POINTS, max(1, most), max(1, math.floor(HISTORY_SHARE * most * epoch_seconds / mse_seconds)))
-    mse_every = max(1, math.ceil(most / points))
-    epochs = most
-    while epochs > 0 and training(epochs, mse_every) > available:
-        epochs -= 1
+    def epochs_within(available: float) -> tuple[int, int]:
+        """The most epochs, and their history's interval, that ``available`` seconds hold."""
+        # First the epochs that fit with the MSE measured after the last alone; then as many MSE points as
+        # HISTORY_SHARE of their training time pays for (up to HISTORY_POINTS), and the epochs that fit with those.
+        most = max(0, math.floor((available - mse_seconds) / (epoch_seconds + per_epoch_seconds)))
+        points = min(
+            HISTORY_POINTS, max(1, most), max(1, math.floor(HISTORY_SHARE * most * epoch_seconds / mse_seconds))
+        )
+        every = max(1, math.ceil(most / points))
+        epochs = most
+        while epochs > 0 and training(epochs, every) > available:
+            epochs -= 1
+        return epochs, every
+
+    refine_epochs = refine.epochs
+    while refine_epochs > 0 and refinement(refine_epochs) > REFINE_SHARE * budget_seconds:
+        refine_epochs -= 1
+    epochs, mse_every = epochs_within(target - refinement(refine_epochs))
+    clusterer = ""
+    if whitens_instead_of_refining(config, max(epochs, epochs_done) * train_count):
+        clusterer, refine_epochs = WHITENED_CLUSTERER, 0  # the refinement's time goes to more epochs
+        epochs, mse_every = epochs_within(target - refinement(0))
+    refine_seconds = refinement(refine_epochs)
     if epochs_done and epochs < epochs_done:
         epochs = epochs_done
     elif epochs < 1:
@@ -262,7 +306,7 @@ def plan_budget(
         "refinement": refine_seconds,
     }
     estimate["total"] = sum(estimate.values())
-    return BudgetPlan(budget_seconds, speeds, epochs, mse_every, refine_epochs, estimate)
+    return BudgetPlan(budget_seconds, speeds, epochs, mse_every, refine_epochs, estimate, clusterer=clusterer)
 
 
 def replan_after_first_epoch(

@@ -39,7 +39,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reducer", help="none | pca | kpca")
     parser.add_argument("--components", type=int, help="components kept by the reducer")
     parser.add_argument("--embedder", help="none | tsne | sklearn-tsne | umap")
-    parser.add_argument("--clusterer", help="auto (the default model's) | kmeans | kmeans-merge | gmm | agglomerative")
+    parser.add_argument(
+        "--clusterer", help="auto (the default model's) | kmeans | kmeans-merge | whitened-kmeans | gmm | agglomerative"
+    )
     parser.add_argument(
         "--refine-epochs", type=int, help="epochs of neighbour-consistency refinement of the clusters (0: none)"
     )

@@ -88,8 +88,9 @@ class ClusterConfig:
     kpca_gamma: float | None = None  # None: 1 / n_features, as scikit-learn does
     embedder: str = "tsne"  # none | tsne | sklearn-tsne | umap
     perplexity: float = 30.0
-    # kmeans | kmeans-merge (over-cluster, then join neighbouring pieces) | gmm | agglomerative | auto (k-means, or
-    # for three clusters or more kmeans-merge where its clusters keep clearly more nearest-neighbour pairs together)
+    # kmeans | kmeans-merge (over-cluster, then join neighbouring pieces) | gmm | agglomerative | whitened-kmeans (the
+    # vote of k-means on 4, 8 and 16 whitened dimensions) | auto (k-means, or for three clusters or more kmeans-merge
+    # where its clusters keep clearly more nearest-neighbour pairs together)
     clusterer: str = "kmeans"
 
 

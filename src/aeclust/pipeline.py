@@ -191,7 +191,9 @@ def run(
         def replan(current: RunConfig, epoch_seconds: float) -> RunConfig:
             nonlocal plan
             plan = replan_run(plan, unplanned, images, engine, epoch_seconds, clock.spent() - epoch_seconds)
-            current = plan.apply(current)
+            # The clusterer as given, which the new plan may choose in place of as the first did, or not.
+            given = replace(current.cluster, clusterer=unplanned.cluster.clusterer)
+            current = plan.apply(replace(current, cluster=given))
             if engine.is_main:  # a run stopped after this resumes the new plan
                 write_settings(RunDir(run_dir), current, plan)
             return current

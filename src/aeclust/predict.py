@@ -4,6 +4,8 @@ A run that refined its clusters predicts through its refined encoder and cluster
 train images. A run without refinement (the study's pipeline) assigns each image to the nearest centre of the run's
 clusters, in the feature space its clustering stage started from (latents, pooled or flattened, scaled with the train
 images' statistics): t-SNE and UMAP have no faithful way to place new points, and the 2-D embedding is only a view.
+A run cut by whitened-kmeans places each image in each of the cut's whitened spaces (linear, so exactly as the train
+images were placed) and takes the cluster most of them give.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 
+from aeclust.cluster import WHITENED_CUTS, align_to, vote, whitened_cuts
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.store import release_pages
@@ -25,6 +29,7 @@ from aeclust.errors import ConfigError, RunDirError
 from aeclust.infer import infer
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.progress import Progress
+from aeclust.reduce import whitening
 from aeclust.refine import REFINE_KIND, ClusterModel
 from aeclust.rundir import PREDICT_NEEDS, RunDir, load_checked
 from aeclust.train import load_model, log, set_threads
@@ -54,12 +59,26 @@ class CentreAssigner:
         raw = latent_features(train_latents, self.mode, "none")
         self.mean, self.std = raw.mean(axis=0), raw.std(axis=0) + 1e-6  # the train images' own, as the run used
         features = self.features_of_raw(raw)
-        k = int(train_clusters.max()) + 1
+        self.k = int(train_clusters.max()) + 1
+        self.spaces: list[PCA | None] = [None]  # None: the features as they are
+        cuts = [train_clusters]
+        if cluster.clusterer == "whitened-kmeans" and cluster.reducer == "none" and cluster.embedder == "none":
+            # Each cut made again as the run made it (the same seed), so that each space has its own cut's centres
+            # and the train images are placed as they were, not by the vote's centres in spaces it was not cut in.
+            self.spaces = [whitening(dimensions, features, config.seed).fit(features) for dimensions in WHITENED_CUTS]
+            cuts = [align_to(train_clusters, cut, self.k) for cut in whitened_cuts(features, self.k, config.seed)]
+        self.centres = [self.centres_of(self.placed(features, space), cut) for space, cut in zip(self.spaces, cuts)]
+
+    def centres_of(self, points: np.ndarray, clusters: np.ndarray) -> np.ndarray:
         # A cluster left empty by its clusterer gets a centre at infinity: no image is ever nearest to it.
-        nowhere = np.full(features.shape[1], np.inf)
-        self.centres = np.stack(
-            [features[train_clusters == c].mean(axis=0) if (train_clusters == c).any() else nowhere for c in range(k)]
+        nowhere = np.full(points.shape[1], np.inf)
+        return np.stack(
+            [points[clusters == c].mean(axis=0) if (clusters == c).any() else nowhere for c in range(self.k)]
         ).astype(np.float32)
+
+    @staticmethod
+    def placed(features: np.ndarray, space: PCA | None) -> np.ndarray:
+        return features if space is None else space.transform(features)
 
     def features_of_raw(self, raw: np.ndarray) -> np.ndarray:
         if self.scaling == "standardize":
@@ -71,9 +90,19 @@ class CentreAssigner:
     def __call__(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each image's nearest centre, and how close it is (minus the distance: higher is more typical)."""
         features = self.features_of_raw(latent_features(latents, self.mode, "none"))
-        distances = ((features[:, None, :] - self.centres[None, :, :]) ** 2).sum(axis=2)
-        nearest = distances.argmin(axis=1)
-        return nearest, -np.sqrt(distances[np.arange(len(nearest)), nearest])
+        nearest_in, closeness_in = [], []
+        for space, centres in zip(self.spaces, self.centres):
+            points = self.placed(features, space)
+            distances = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+            nearest = distances.argmin(axis=1)
+            nearest_in.append(nearest)
+            closeness_in.append(-np.sqrt(distances[np.arange(len(nearest)), nearest]))
+        if len(nearest_in) == 1:
+            return nearest_in[0], closeness_in[0]
+        # As the clusterer voted: a tie goes to the middle cut (8 dimensions); typical where the cuts agree.
+        chosen = vote([nearest_in[1], nearest_in[0], *nearest_in[2:]], self.k)
+        agreeing = np.mean([nearest == chosen for nearest in nearest_in], axis=0)
+        return chosen, agreeing + 1e-3 * closeness_in[1]
 
 
 def most_probable(probabilities: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -49,6 +49,18 @@ def _nystroem_kpca(features: np.ndarray, config: ClusterConfig, components: int,
     return PCA(n_components=min(components, landmarks), random_state=seed).fit_transform(mapped)
 
 
+def whitening(components: int, features: np.ndarray, seed: int) -> PCA:
+    """The (unfitted) projection on ``features``' first ``components`` principal components at unit variance."""
+    return PCA(n_components=min(components, *features.shape), whiten=True, random_state=seed)
+
+
+def whiten(features: np.ndarray, components: int, seed: int = 0) -> np.ndarray:
+    """``features`` whitened to ``components`` dimensions (:func:`whitening`), or as they are for 0."""
+    if components == 0:
+        return features
+    return whitening(components, features, seed).fit_transform(features).astype(np.float32)
+
+
 REDUCERS: dict[str, Callable[[np.ndarray, ClusterConfig, int], np.ndarray]] = {
     "none": _none,
     "pca": _pca,
