@@ -138,8 +138,13 @@ def _whitened_kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     trained a few epochs only, one cut can follow a direction not yet formed, and the refinement does better.
     scikit-learn has the whitening and k-means, not the vote.
     """
-    cuts = whitened_cuts(points, k, seed)
-    return vote([cuts[1]] + cuts[:1] + cuts[2:], k)  # a tie goes to the middle cut, 8 dimensions
+    return whitened_vote(whitened_cuts(points, k, seed), k)
+
+
+def whitened_vote(cuts: list[np.ndarray], k: int) -> np.ndarray:
+    """The vote of :func:`whitened_cuts`' cuts (or of the clusters new points would join in each), a tie going to
+    the middle cut, 8 dimensions."""
+    return vote([cuts[1], cuts[0], *cuts[2:]], k)
 
 
 def neighbour_agreement(indices: np.ndarray, clusters: np.ndarray) -> float:

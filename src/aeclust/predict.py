@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from aeclust.cluster import WHITENED_CUTS, align_to, vote, whitened_cuts
+from aeclust.cluster import WHITENED_CUTS, align_to, whitened_cuts, whitened_vote
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.store import release_pages
@@ -99,8 +99,7 @@ class CentreAssigner:
             closeness_in.append(-np.sqrt(distances[np.arange(len(nearest)), nearest]))
         if len(nearest_in) == 1:
             return nearest_in[0], closeness_in[0]
-        # As the clusterer voted: a tie goes to the middle cut (8 dimensions); typical where the cuts agree.
-        chosen = vote([nearest_in[1], nearest_in[0], *nearest_in[2:]], self.k)
+        chosen = whitened_vote(nearest_in, self.k)  # typical where the cuts agree
         agreeing = np.mean([nearest == chosen for nearest in nearest_in], axis=0)
         return chosen, agreeing + 1e-3 * closeness_in[1]
 

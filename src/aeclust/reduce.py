@@ -55,9 +55,7 @@ def whitening(components: int, features: np.ndarray, seed: int) -> PCA:
 
 
 def whiten(features: np.ndarray, components: int, seed: int = 0) -> np.ndarray:
-    """``features`` whitened to ``components`` dimensions (:func:`whitening`), or as they are for 0."""
-    if components == 0:
-        return features
+    """``features`` whitened to ``components`` dimensions (:func:`whitening`)."""
     return whitening(components, features, seed).fit_transform(features).astype(np.float32)
 
 
