@@ -146,7 +146,7 @@ CASES = [
     (
         "unknown clusterer",
         ["--data", "{hw9}", "--clusterer", "dbscan"],
-        "unknown clusterer 'dbscan'; expected one of: agglomerative, auto, gmm, kmeans, kmeans-merge",
+        "unknown clusterer 'dbscan'; expected one of: agglomerative, auto, gmm, kmeans, kmeans-merge, whitened-kmeans",
     ),
     (
         "unknown latent mode",

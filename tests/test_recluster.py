@@ -134,7 +134,7 @@ def test_recluster_from_the_command_line_then_report(finished, tmp_path, capsys)
         ("finished", ["--k", "3", "--set", "train.epochs=5"], "train.epochs=5: recluster changes only cluster.* and "
          "refine.* settings; the model is not trained again (start a new run to change the others)"),  # fmt: skip
         ("finished", ["--k", "3", "--set", "cluster.clusterer=kmeans-mrege"], "unknown clusterer 'kmeans-mrege'; "
-         "expected one of: agglomerative, auto, gmm, kmeans, kmeans-merge"),  # fmt: skip
+         "expected one of: agglomerative, auto, gmm, kmeans, kmeans-merge, whitened-kmeans"),  # fmt: skip
     ],
 )
 def test_recluster_refuses_bad_input_in_one_line(finished, small_hw9_dir, tmp_path, capsys, make, args, message):
