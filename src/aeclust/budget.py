@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from aeclust.augment import contrastive_view
-from aeclust.cluster import cluster_latents
+from aeclust.cluster import WHITENED_KMEANS, cluster_latents
 from aeclust.config import AUTO_K, RunConfig
 from aeclust.data import ImageSet
 from aeclust.data.batches import images_at
@@ -67,7 +67,7 @@ APPROXIMATE_SEARCH_SECONDS_PER_IMAGE = 4.0e-4
 # and does not refine: by then k-means on whitened dimensions beats the refinement, which pulls every start back to
 # what the images' nearest neighbours agree on (docs/results.md, section 22). Shorter plans refine as before.
 WHITEN_FROM_IMAGES = 200_000
-WHITENED_CLUSTERER = "whitened-kmeans"
+WHITENED_CLUSTERER = WHITENED_KMEANS
 
 # What a plan sets, as --set names them. A plan also sets cluster.clusterer, but only where it was left to aeclust
 # ("auto"), so a clusterer the user chose is no plan's to change.

@@ -7,17 +7,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
 from aeclust.choose_k import KSelection, choose_k
 from aeclust.config import AUTO_K, ClusterConfig
 from aeclust.embed import latent_features
 from aeclust.errors import ConfigError, unknown_name
+from aeclust.metrics import matching
 from aeclust.neighbours import nearest_neighbours
-from aeclust.reduce import embed_2d, reduce, whiten
+from aeclust.reduce import embed_2d, reduce, whitening
 
 # Above this many points k-means is faiss's: scikit-learn's, with its restarts, took 51 s on 50,000 points of 128
 # numbers on 2 cores (docs/results.md, section 14), so about 17 minutes at a million; faiss fits on a sample of at
@@ -96,19 +97,17 @@ def _kmeans_merge(points: np.ndarray, k: int, seed: int, indices: np.ndarray | N
     return merged[pieces]
 
 
-# The whitened-kmeans clusterer's cuts: k-means on the points whitened to each of these numbers of dimensions.
+WHITENED_KMEANS = "whitened-kmeans"
+# Its cuts: k-means on the points whitened to each of these numbers of dimensions.
 WHITENED_CUTS = (4, 8, 16)
 
 
 def align_to(reference: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
     """``clusters`` renumbered so that each of its clusters takes the number of the ``reference`` cluster it most
-    overlaps (one to one, by the Hungarian method)."""
-    overlap = np.zeros((k, k), dtype=np.int64)
-    np.add.at(overlap, (clusters, reference), 1)
-    own, matched = linear_sum_assignment(overlap, maximize=True)
-    renumber = np.empty(k, dtype=np.int64)
-    renumber[own] = matched
-    return renumber[clusters]
+    overlaps (one to one: the Hungarian matching the scores use); one left unmatched takes a number none took."""
+    matched = matching(reference, clusters)
+    unused = iter(sorted(set(range(k)) - set(matched.values())))
+    return np.array([matched[c] if c in matched else next(unused) for c in range(k)], dtype=np.int64)[clusters]
 
 
 def vote(cuts: list[np.ndarray], k: int) -> np.ndarray:
@@ -121,10 +120,12 @@ def vote(cuts: list[np.ndarray], k: int) -> np.ndarray:
     return np.where(tied, cuts[0], winners)
 
 
-def whitened_cuts(points: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
-    """k-means on ``points`` whitened to each of :data:`WHITENED_CUTS` dimensions, numbered as the first cut."""
-    cuts = [kmeans_labels(whiten(points, dimensions, seed), k, seed) for dimensions in WHITENED_CUTS]
-    return [cuts[0]] + [align_to(cuts[0], cut, k) for cut in cuts[1:]]
+def whitened_cuts(points: np.ndarray, k: int, seed: int) -> tuple[list[PCA], list[np.ndarray]]:
+    """k-means on ``points`` whitened to each of :data:`WHITENED_CUTS` dimensions: the whitenings, fitted to
+    ``points`` (to place other points as these were), and the cuts, numbered as the first."""
+    spaces = [whitening(dimensions, points, seed) for dimensions in WHITENED_CUTS]
+    cuts = [kmeans_labels(space.fit_transform(points).astype(np.float32), k, seed) for space in spaces]
+    return spaces, [cuts[0]] + [align_to(cuts[0], cut, k) for cut in cuts[1:]]
 
 
 def _whitened_kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -138,7 +139,7 @@ def _whitened_kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     trained a few epochs only, one cut can follow a direction not yet formed, and the refinement does better.
     scikit-learn has the whitening and k-means, not the vote.
     """
-    return whitened_vote(whitened_cuts(points, k, seed), k)
+    return whitened_vote(whitened_cuts(points, k, seed)[1], k)
 
 
 def whitened_vote(cuts: list[np.ndarray], k: int) -> np.ndarray:
@@ -215,7 +216,7 @@ CLUSTERERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "kmeans-merge": _kmeans_merge,
     "gmm": _gmm,
     "agglomerative": _agglomerative,
-    "whitened-kmeans": _whitened_kmeans,
+    WHITENED_KMEANS: _whitened_kmeans,
     "auto": lambda points, k, seed: choose_clusterer(points, k, seed).clusters,
 }
 

@@ -188,12 +188,12 @@ def run(
         earlier = sum(r.train_seconds + r.eval_seconds for r in trainer.history) + plan.speeds.measuring_seconds
         clock = trainer.clock = BudgetClock(config.budget_seconds, started, earlier if resume else 0.0)
 
-        def replan(current: RunConfig, epoch_seconds: float) -> RunConfig:
+        def replan(_: RunConfig, epoch_seconds: float) -> RunConfig:
             nonlocal plan
             plan = replan_run(plan, unplanned, images, engine, epoch_seconds, clock.spent() - epoch_seconds)
-            # The clusterer as given, which the new plan may choose in place of as the first did, or not.
-            given = replace(current.cluster, clusterer=unplanned.cluster.clusterer)
-            current = plan.apply(replace(current, cluster=given))
+            # Applied, as the first plan was, to the settings as given: what the first plan chose and this one does
+            # not (the clusterer in place of "auto") goes back to the given.
+            current = plan.apply(unplanned)
             if engine.is_main:  # a run stopped after this resumes the new plan
                 write_settings(RunDir(run_dir), current, plan)
             return current

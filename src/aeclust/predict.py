@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from aeclust.cluster import WHITENED_CUTS, align_to, whitened_cuts, whitened_vote
+from aeclust.cluster import WHITENED_KMEANS, align_to, whitened_cuts, whitened_vote
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.store import release_pages
@@ -29,7 +29,6 @@ from aeclust.errors import ConfigError, RunDirError
 from aeclust.infer import infer
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.progress import Progress
-from aeclust.reduce import whitening
 from aeclust.refine import REFINE_KIND, ClusterModel
 from aeclust.rundir import PREDICT_NEEDS, RunDir, load_checked
 from aeclust.train import load_model, log, set_threads
@@ -62,11 +61,11 @@ class CentreAssigner:
         self.k = int(train_clusters.max()) + 1
         self.spaces: list[PCA | None] = [None]  # None: the features as they are
         cuts = [train_clusters]
-        if cluster.clusterer == "whitened-kmeans" and cluster.reducer == "none" and cluster.embedder == "none":
+        if cluster.clusterer == WHITENED_KMEANS and cluster.reducer == "none" and cluster.embedder == "none":
             # Each cut made again as the run made it (the same seed), so that each space has its own cut's centres
             # and the train images are placed as they were, not by the vote's centres in spaces it was not cut in.
-            self.spaces = [whitening(dimensions, features, config.seed).fit(features) for dimensions in WHITENED_CUTS]
-            cuts = [align_to(train_clusters, cut, self.k) for cut in whitened_cuts(features, self.k, config.seed)]
+            self.spaces, cuts = whitened_cuts(features, self.k, config.seed)
+            cuts = [align_to(train_clusters, cut, self.k) for cut in cuts]
         self.centres = [self.centres_of(self.placed(features, space), cut) for space, cut in zip(self.spaces, cuts)]
 
     def centres_of(self, points: np.ndarray, clusters: np.ndarray) -> np.ndarray:
@@ -88,7 +87,8 @@ class CentreAssigner:
         return raw
 
     def __call__(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each image's nearest centre, and how close it is (minus the distance: higher is more typical)."""
+        """Each image's nearest centre, and how typical of it the image is (higher: more): minus the distance, or for
+        whitened-kmeans the share of cuts that agree, ties broken by the distance in the middle cut's space."""
         features = self.features_of_raw(latent_features(latents, self.mode, "none"))
         nearest_in, closeness_in = [], []
         for space, centres in zip(self.spaces, self.centres):
