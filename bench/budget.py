@@ -2,7 +2,7 @@
 
     python bench/budget.py [--data NAME=SOURCE ...] [--budgets 5m 20m 60m 150m] [--seeds 0 1 2]
                            [--all-seeds-up-to 20m] [--ten-way SOURCE] [--ten-way-budget 60m]
-                           [--out DIR] [--figure PNG] [--only NAME/BUDGET ...] [--read-only]
+                           [--out DIR] [--kept JSON] [--figure PNG] [--only NAME/BUDGET ...] [--read-only]
 
 Each run is `python -m aeclust run --budget B --seed S --data SOURCE` in its own process, timed from its start to
 its end (wall seconds, imports included), the machine otherwise left alone. Budgets up to --all-seeds-up-to run
@@ -10,12 +10,18 @@ every seed, longer ones the first seed only. --data defaults to the embedded set
 --data birds-vs-airplanes=/tmp/pairs/birds-vs-airplanes (bench/pairings.py builds them). --ten-way adds ten-way
 clustering (--k 10) of that source (the CIFAR-10 train split, a folder of class folders) at --ten-way-budget.
 
-A run that finished under --out is read back, not run again, so the curve grows over several sittings (a run of an
-earlier default's recipe is refused: one curve, one recipe); one that was stopped part-way is started again (a
-resumed run's time would not be one sitting's). --only runs just those sets and budgets (others are read back
+A run that finished under --out is read back, not run again, and so is one whose figures --kept holds
+(docs/budget-runs.json: every finished run's figures, settings and plan, kept in the repository because a machine's
+run directories do not outlive its session), so the curve grows over several sittings; a run of an earlier
+default's recipe is refused (one curve, one recipe). One that was stopped part-way is started again (a resumed
+run's time would not be one sitting's). --only runs just those sets and budgets (others are read back
 where they finished); --read-only runs nothing and tabulates what finished. Prints per set and budget: epochs
-planned, train accuracy (mean ± sd, and per seed), NMI, wall seconds and the largest wall/budget; writes
-results.json under --out and, with --figure, accuracy against budget as a figure.
+planned, train accuracy (mean ± sd, and per seed), NMI, a training batch's seconds as each run's plan took it, wall
+seconds and the largest wall/budget; writes results.json under --out and, with --figure, accuracy against budget as
+a figure.
+
+What a budget buys depends on the machine: the same 2-core kind ran a batch in 0.40 s one day and 0.73–0.80 s
+another (docs/results.md, section 23), so a curve grown over several sittings shows each run's batch time.
 """
 
 from __future__ import annotations
@@ -30,8 +36,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from aeclust.budget import PLANNED_SETTINGS, WHITENED_CLUSTERER, parse_duration, whitens_instead_of_refining
+from aeclust.budget import (
+    PLANNED_SETTINGS,
+    WHITENED_CLUSTERER,
+    BudgetPlan,
+    parse_duration,
+    whitens_instead_of_refining,
+)
 from aeclust.config import RunConfig, with_settings
+from aeclust.io import write_text_atomic
 from aeclust.presets import DEFAULT_MODEL, preset
 from aeclust.progress import format_duration
 from aeclust.rundir import RunDir
@@ -46,49 +59,76 @@ def recipe(config: RunConfig) -> tuple:
     return planned.model, planned.train, replace(planned.cluster, k=0, clusterer="auto"), planned.refine
 
 
-def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None) -> dict:
-    """One budgeted run's figures, run now or read back from ``run_dir``."""
-    record_file = run_dir / "bench-budget.json"
-    if record_file.is_file() and (run_dir / "metrics.json").is_file():
-        # One curve, one recipe: a run of an earlier default read back beside today's would mislead.
-        directory = RunDir(run_dir)
-        config = directory.read_config()
-        record = json.loads(record_file.read_text())
-        if recipe(config) != recipe(preset(DEFAULT_MODEL)):
-            raise SystemExit(
-                f"{run_dir}: holds a run of another recipe than today's default ({DEFAULT_MODEL}); "
-                "move it away or pass another --out"
-            )
-        # A plan made before plans chose a clusterer (its budget.json says nothing of it) is today's plan only where
-        # today's would not choose one either.
-        seen = record["epochs"] * len(directory.load_array("train_clusters", mmap=True))
-        if "clusterer" not in json.loads(directory.budget.read_text()) and whitens_instead_of_refining(config, seen):
-            raise SystemExit(
-                f"{run_dir}: planned before plans clustered long runs by {WHITENED_CLUSTERER}; today's plan would; "
-                "move it away or pass another --out"
-            )
-        return record
-    if run_dir.exists():
-        print(f"{run_dir}: stopped part-way before; starting it again", file=sys.stderr, flush=True)
-        shutil.rmtree(run_dir)
-    command = [sys.executable, "-m", "aeclust", "run", "--budget", budget, "--seed", str(seed), "--out", str(run_dir)]
-    command += ["--data", source] if source != EMBEDDED else []
-    command += ["--k", str(k)] if k is not None else []
-    print("$", " ".join(command), file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    wall = time.perf_counter() - started
-    metrics = RunDir(run_dir).read_metrics()
-    scores = metrics.get("train_scores", {})
-    record = {
-        "source": source, "budget": budget, "budget_seconds": parse_duration(budget), "seed": seed,
-        "epochs": metrics["epochs"], "k": metrics["k"], "wall_seconds": wall,
-        "taken_seconds": metrics["budget"]["taken_seconds"], "estimate_seconds": metrics["budget"]["estimate_seconds"],
-        "train_accuracy": metrics.get("train_accuracy"), "nmi": scores.get("nmi"),
-        "val_accuracy": metrics.get("val_accuracy"),
-    }  # fmt: skip
-    record_file.write_text(json.dumps(record, indent=2) + "\n")
-    return record
+def kept_run(run_dir: Path) -> dict:
+    """What the curve keeps of a finished run: its figures, settings, plan and number of train images. A run
+    directory (checkpoints, arrays) is too large to keep in the repository, and this machine's is lost with it."""
+    directory = RunDir(run_dir)
+    return {
+        "record": json.loads((run_dir / "bench-budget.json").read_text()),
+        "config": directory.read_config().to_dict(),
+        "plan": json.loads(directory.budget.read_text()),
+        "train_images": len(directory.load_array("train_clusters", mmap=True)),
+    }
+
+
+def checked(kept: dict, where: str, remedy: str) -> dict:
+    """A kept run's figures, with a training batch's seconds as its plan last took them (from its first epoch where
+    it planned again); ``where`` and ``remedy`` name it and how to be rid of it when it is not today's recipe."""
+    # One curve, one recipe: a run of an earlier default read back beside today's would mislead.
+    config, record, plan = RunConfig.from_dict(kept["config"]), kept["record"], kept["plan"]
+    if recipe(config) != recipe(preset(DEFAULT_MODEL)):
+        raise SystemExit(f"{where}: holds a run of another recipe than today's default ({DEFAULT_MODEL}); {remedy}")
+    # A plan made before plans chose a clusterer (its budget.json says nothing of it) is today's plan only where
+    # today's would not choose one either.
+    if "clusterer" not in plan and whitens_instead_of_refining(config, record["epochs"] * kept["train_images"]):
+        raise SystemExit(
+            f"{where}: planned before plans clustered long runs by {WHITENED_CLUSTERER}; today's plan would; {remedy}"
+        )
+    saved = BudgetPlan.from_dict(plan)
+    return record | {"batch_seconds": saved.first_epoch_step_seconds or saved.speeds.train_step_seconds}
+
+
+def kept_key(run_dir: Path) -> str:
+    """Where ``kept`` holds a run: its set, budget and seed, as its directory under --out names them."""
+    return "/".join(run_dir.parts[-3:])
+
+
+def finished(run_dir: Path) -> bool:
+    return (run_dir / "bench-budget.json").is_file() and (run_dir / "metrics.json").is_file()
+
+
+def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None, kept: dict, kept_file: Path) -> dict:
+    """One budgeted run's figures: read back from ``run_dir`` where it finished there, else from ``kept`` (under
+    :func:`kept_key`), else run now; ``kept`` then holds it."""
+    key = kept_key(run_dir)
+    if not finished(run_dir) and key in kept:
+        return checked(kept[key], f"{kept_file}: {key}", f"remove it from {kept_file}")
+    if not finished(run_dir):
+        if run_dir.exists():
+            print(f"{run_dir}: stopped part-way before; starting it again", file=sys.stderr, flush=True)
+            shutil.rmtree(run_dir)
+        command = [sys.executable, "-m", "aeclust", "run", "--budget", budget, "--seed", str(seed)]
+        command += ["--out", str(run_dir)] + (["--data", source] if source != EMBEDDED else [])
+        command += ["--k", str(k)] if k is not None else []
+        print("$", " ".join(command), file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        wall = time.perf_counter() - started
+        metrics = RunDir(run_dir).read_metrics()
+        scores = metrics.get("train_scores", {})
+        record = {
+            "source": source, "budget": budget, "budget_seconds": parse_duration(budget), "seed": seed,
+            "epochs": metrics["epochs"], "k": metrics["k"], "wall_seconds": wall,
+            "taken_seconds": metrics["budget"]["taken_seconds"],
+            "estimate_seconds": metrics["budget"]["estimate_seconds"],
+            "train_accuracy": metrics.get("train_accuracy"), "nmi": scores.get("nmi"),
+            "val_accuracy": metrics.get("val_accuracy"),
+        }  # fmt: skip
+        (run_dir / "bench-budget.json").write_text(json.dumps(record, indent=2) + "\n")
+    entry = kept_run(run_dir)
+    figures = checked(entry, str(run_dir), "move it away or pass another --out")
+    kept[key] = entry
+    return figures
 
 
 def spread(values: list[float]) -> str:
@@ -99,8 +139,9 @@ def spread(values: list[float]) -> str:
 
 def table(results: dict[str, dict[str, list[dict]]]) -> str:
     lines = [
-        "| set | budget | seeds | epochs | train accuracy | per seed | NMI | wall s | largest wall / budget |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| set | budget | seeds | epochs | train accuracy | per seed | NMI | a batch, s | wall s "
+        "| largest wall / budget |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, budgets in results.items():
         for budget, records in budgets.items():
@@ -108,10 +149,11 @@ def table(results: dict[str, dict[str, list[dict]]]) -> str:
             epochs = "/".join(str(r["epochs"]) for r in records)
             per_seed = " / ".join(f"{value:.3f}" for value in accuracy)
             walls = " / ".join(f"{r['wall_seconds']:.0f}" for r in records)
+            batches = " / ".join(f"{r['batch_seconds']:.2f}" for r in records)
             ratio = max(r["wall_seconds"] / r["budget_seconds"] for r in records)
             lines.append(
                 f"| {name} | {budget} | {len(records)} | {epochs} | {spread(accuracy)} | {per_seed} | "
-                f"{spread([r['nmi'] for r in records])} | {walls} | {ratio:.2f} |"
+                f"{spread([r['nmi'] for r in records])} | {batches} | {walls} | {ratio:.2f} |"
             )
     return "\n".join(lines)
 
@@ -156,7 +198,12 @@ def main() -> None:
     parser.add_argument("--read-only", action="store_true", help="run nothing; tabulate the runs that finished")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
     parser.add_argument("--figure", type=Path, help="write accuracy against budget here (PNG)")
+    parser.add_argument(
+        "--kept", type=Path, default=Path("docs/budget-runs.json"),
+        help="the finished runs' figures and settings, kept in the repository: read back as finished runs",
+    )  # fmt: skip
     args = parser.parse_args()
+    kept = json.loads(args.kept.read_text()) if args.kept.is_file() else {}
 
     sets = dict(item.split("=", 1) for item in args.data) if args.data else {EMBEDDED: EMBEDDED}
     for budget in [*args.budgets, args.all_seeds_up_to, args.ten_way_budget]:
@@ -175,9 +222,10 @@ def main() -> None:
         wanted = not args.read_only and (args.only is None or f"{name}/{budget}" in args.only)
         for seed in seeds:
             run_dir = args.out / name.replace(" ", "-") / budget / f"seed{seed}"
-            if not wanted and not (run_dir / "bench-budget.json").is_file():
+            if not wanted and not finished(run_dir) and kept_key(run_dir) not in kept:
                 continue
-            record = run_once(source, budget, seed, run_dir, k)
+            record = run_once(source, budget, seed, run_dir, k, kept, args.kept)
+            write_text_atomic(args.kept, json.dumps(kept, indent=1, sort_keys=True) + "\n")  # each run, as it ends
             results.setdefault(name, {}).setdefault(budget, []).append(record)
             print(
                 f"{name} {budget} seed {seed}: train {record['train_accuracy']:.3f}, {record['epochs']} epochs, "

@@ -6,11 +6,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import tiny_config
 
+from aeclust.budget import Speeds
 from aeclust.config import ClusterConfig, RunConfig, with_settings
 from aeclust.data import load_images
 from aeclust.errors import RunDirError
@@ -300,32 +302,54 @@ def test_speed_times_the_lean_course_run_apart_from_the_course_run(speed, tmp_pa
         speed.timed_run(name, tmp_path, True, settings, folder)
 
 
+def saved_plan(step_seconds: float) -> dict:
+    """budget.json as a plan made before plans chose a clusterer or planned again wrote it."""
+    speeds = dict.fromkeys(Speeds.__dataclass_fields__, 1.0) | {"train_step_seconds": step_seconds}
+    plan = {"budget_seconds": 300.0, "epochs": 5, "mse_every": 5, "refine_epochs": 2}
+    return plan | {"estimate_seconds": {"total": 290.0}, "speeds": speeds}
+
+
 def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monkeypatch):
     budget = load_bench("budget.py")
-    monkeypatch.setattr(budget.subprocess, "run", lambda *a, **kw: pytest.fail("a finished run is read back"))
-    records = []
-    for seed, accuracy in ((0, 0.85), (1, 0.87)):
+    # the bench's own name only: matplotlib's first import runs subprocesses of its own
+    refuse = SimpleNamespace(run=lambda *a, **kw: pytest.fail("a finished run is read back"))
+    monkeypatch.setattr(budget, "subprocess", refuse)
+    records, kept, kept_file = [], {}, tmp_path / "kept.json"
+    # Seed 0's plan was made once, from the steps it timed; seed 1's again, from its first epoch.
+    for seed, accuracy, replanned in ((0, 0.85, {}), (1, 0.87, {"first_epoch_step_seconds": 0.45})):
         run_dir = tmp_path / "animals-vs-vehicles" / "5m" / f"seed{seed}"
         run_dir.mkdir(parents=True)
         (run_dir / "metrics.json").write_text("{}")
         # a plan's settings, not the preset's: the same recipe
         planned = ["train.epochs=5", "train.mse_every=5", "refine.epochs=2"]
         with_settings(preset(DEFAULT_MODEL), planned).save(run_dir / "config.json")
-        (run_dir / "budget.json").write_text("{}")  # a plan from before plans chose a clusterer: these never would
+        # a plan from before plans chose a clusterer: these never would
+        (run_dir / "budget.json").write_text(json.dumps(saved_plan(0.5) | replanned))
         RunDir(run_dir).save_array("train_clusters", np.zeros(8500, dtype=np.int64))
         record = {"budget_seconds": 300.0, "epochs": 5, "train_accuracy": accuracy, "nmi": 0.4, "wall_seconds": 290.0}
         (run_dir / "bench-budget.json").write_text(json.dumps(record))
-        records.append(budget.run_once("animals-vs-vehicles", "5m", seed, run_dir, None))
+        records.append(budget.run_once("animals-vs-vehicles", "5m", seed, run_dir, None, kept, kept_file))
     assert records[1]["train_accuracy"] == 0.87
     table = budget.table({"animals-vs-vehicles": {"5m": records}})
-    assert "| animals-vs-vehicles | 5m | 2 | 5/5 | 0.860 ± 0.014 | 0.850 / 0.870 | 0.400 ± 0.000 | 290 / 290 | 0.97 |" in table
+    batches = "0.50 / 0.45"  # seed 1's from its first epoch
+    assert f"| 5m | 2 | 5/5 | 0.860 ± 0.014 | 0.850 / 0.870 | 0.400 ± 0.000 | {batches} | 290 / 290 | 0.97 |" in table
     budget.figure({"animals-vs-vehicles": {"5m": records, "20m": records}}, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+    # What the runs left in kept, without their run directories (a later session's machine): the same figures.
+    assert sorted(kept) == ["animals-vs-vehicles/5m/seed0", "animals-vs-vehicles/5m/seed1"]
+    elsewhere = tmp_path / "another-machine" / "animals-vs-vehicles" / "5m"
+    for seed, record in enumerate(records):
+        read_back = budget.run_once("animals-vs-vehicles", "5m", seed, elsewhere / f"seed{seed}", None, kept, kept_file)
+        assert read_back == record
 
     earlier = tmp_path / "animals-vs-vehicles" / "5m" / "seed0"  # a run of an earlier default is not read back
     with_settings(preset(DEFAULT_MODEL), ["model.rotation_size=0"]).save(earlier / "config.json")
     with pytest.raises(SystemExit, match="seed0: holds a run of another recipe than today's default"):
-        budget.run_once("animals-vs-vehicles", "5m", 0, earlier, None)
+        budget.run_once("animals-vs-vehicles", "5m", 0, earlier, None, {}, kept_file)
+    kept["animals-vs-vehicles/5m/seed0"]["config"]["model"]["rotation_size"] = 0  # nor is one kept
+    with pytest.raises(SystemExit, match="kept.json: animals-vs-vehicles/5m/seed0: holds a run of another recipe"):
+        budget.run_once("animals-vs-vehicles", "5m", 0, elsewhere / "seed0", None, kept, kept_file)
 
     # A long run planned before plans chose a clusterer is not today's plan; planned since, it is.
     long = tmp_path / "animals-vs-vehicles" / "60m" / "seed0"
@@ -336,18 +360,18 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
     (long / "bench-budget.json").write_text(json.dumps({"budget_seconds": 3600.0, "epochs": 100}))
     (long / "budget.json").write_text(json.dumps({"epochs": 100}))
     with pytest.raises(SystemExit, match="60m/seed0: planned before plans clustered long runs by whitened-kmeans"):
-        budget.run_once("animals-vs-vehicles", "60m", 0, long, None)
-    (long / "budget.json").write_text(json.dumps({"epochs": 100, "clusterer": "whitened-kmeans"}))
+        budget.run_once("animals-vs-vehicles", "60m", 0, long, None, {}, kept_file)
+    (long / "budget.json").write_text(json.dumps(saved_plan(0.4) | {"epochs": 100, "clusterer": "whitened-kmeans"}))
     with_settings(preset(DEFAULT_MODEL), ["train.epochs=100", "cluster.clusterer=whitened-kmeans"]).save(
         long / "config.json"
     )  # the plan's clusterer is the plan's: the same recipe
-    assert budget.run_once("animals-vs-vehicles", "60m", 0, long, None)["epochs"] == 100
+    assert budget.run_once("animals-vs-vehicles", "60m", 0, long, None, {}, kept_file)["epochs"] == 100
 
     stopped = tmp_path / "stopped"
     stopped.mkdir()
     (stopped / "config.json").write_text("{}")  # a run stopped part-way is started again, not read back
     started = []
-    monkeypatch.setattr(budget.subprocess, "run", lambda command, check: started.append(command))
+    monkeypatch.setattr(budget, "subprocess", SimpleNamespace(run=lambda command, check: started.append(command)))
     with pytest.raises(RunDirError, match="metrics.json"):
-        budget.run_once("animals-vs-vehicles", "5m", 0, stopped, None)  # the stand-in wrote no metrics
+        budget.run_once("animals-vs-vehicles", "5m", 0, stopped, None, {}, kept_file)  # the stand-in wrote no metrics
     assert started and "--budget" in started[0] and not (stopped / "config.json").exists()
