@@ -184,6 +184,19 @@ def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_vi
     assert loss.requires_grad and 0 <= correct <= 16
 
 
+@pytest.mark.parametrize("share, decoded", [(1.0, 16), (0.25, 4), (0.01, 1)])
+def test_the_decoder_gives_back_its_share_of_the_batch(small_set, tmp_path, share, decoded):
+    config = tiny_config(epochs=1)
+    config.model = preset("contrastive").model
+    config.model.widths, config.model.reconstruction_share = (8, 16, 32, 32), share
+    trainer = Trainer(config, small_set, tmp_path)
+    calls = []
+    decode = trainer.model.decode
+    trainer.model.decode = lambda z: calls.append(len(z)) or decode(z)
+    trainer.method(torch.rand(16, 3, 32, 32) * 2 - 1, trainer.generator)
+    assert calls == [decoded]
+
+
 def test_the_rotated_batch_is_resized_to_rotation_size_and_its_head_reads_that_grid(small_set, tmp_path, monkeypatch):
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model

@@ -88,6 +88,8 @@ def test_impossible_refinement_settings_are_refused_before_training(small_set, t
         (dict(rotation_size=24, rotate_views=True), "rotation_size=24: expected a separately rotated batch"),
         (dict(rotation_size=24, rotation=False), "rotation_size=24: expected a separately rotated batch"),
         (dict(rotation_size=24, view_size=0, arch="baseline"), "rotation_size=24: expected .* arch resnet"),
+        (dict(reconstruction_share=0.0), "reconstruction_share=0.0: expected a share of each batch above 0"),
+        (dict(reconstruction_share=1.5), "reconstruction_share=1.5: expected .* at most 1, or reconstruction_weight=0"),
     ],
 )
 def test_view_sizes_the_model_cannot_take_are_refused_before_training(small_set, tmp_path, settings, message):

@@ -7,9 +7,12 @@ import pytest
 from conftest import tiny_config
 
 from aeclust.cli import main
+from aeclust.data import ImageSet
+from aeclust.metrics import accuracy_of
 from aeclust.pipeline import run
 from aeclust.predict import predict
 from aeclust.presets import preset
+from aeclust.rundir import RunDir
 
 
 def labels_in(path) -> list[int]:
@@ -55,14 +58,16 @@ def test_a_run_cut_by_whitened_kmeans_places_new_images_as_its_whitened_cuts_did
     prediction = predict(whitened.run_dir, images=small_set, write=False)
     assert prediction.method == "nearest centre"
     assert np.mean(prediction.clusters == whitened.train_clusters) >= 0.98
+    # its val images were placed so too, not cut on their own
+    val = predict(whitened.run_dir, images=ImageSet(name="val", train_images=small_set.val_images), write=False)
+    np.testing.assert_array_equal(RunDir(whitened.run_dir).load_array("val_clusters"), val.clusters)
+    assert whitened.metrics["val_accuracy"] == pytest.approx(accuracy_of(small_set.val_labels, val.clusters))
 
 
 def test_a_study_run_assigns_new_images_to_its_clusters(small_set, embedded, tmp_path):
     config = tiny_config(epochs=1)  # PCA, then t-SNE: new images are placed by the latents' cluster centres
     finished = run(config, tmp_path / "study", images=small_set)
     new = embedded.val_images[200:260]
-    from aeclust.data import ImageSet
-
     prediction = predict(finished.run_dir, images=ImageSet(name="new", train_images=new), write=False)
     assert len(prediction.clusters) == 60 and set(prediction.clusters) <= set(range(config.cluster.k))
 

@@ -251,6 +251,14 @@ class Clustering:
         return None if self.clusterer_choice is None else self.clusterer_choice.chosen
 
 
+def embedded_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """The clustering stage before its cut: the latents' features after the reducer, their embedding, and when
+    (``time.perf_counter``) the reducer finished."""
+    reduced = reduce(latent_features(latents, config.latent, config.scaling), config, seed)
+    reduced_at = time.perf_counter()
+    return reduced, embed_2d(reduced, config, seed), reduced_at
+
+
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
     """The whole clustering stage: latent features → reducer → embedder → clusterer.
 
@@ -258,9 +266,7 @@ def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -
     over ``config.k_min..k_max``).
     """
     started = time.perf_counter()
-    reduced = reduce(latent_features(latents, config.latent, config.scaling), config, seed)
-    reduced_at = time.perf_counter()
-    embedding = embed_2d(reduced, config, seed)
+    reduced, embedding, reduced_at = embedded_latents(latents, config, seed)
     embedded_at = time.perf_counter()
     selection = None
     if config.k == AUTO_K:

@@ -26,6 +26,10 @@ class ModelConfig:
     norm: str = "batch"
     activation: str = "relu"
     reconstruction_weight: float = 1.0  # weight of the MSE term
+    # Share of each batch whose first views the decoder gives back in training (the reported MSE is always on every
+    # image). The decoder pass is 40 % of a default step (docs/results.md, section 23); a part of the batch buys
+    # epochs or width for the time it saves.
+    reconstruction_share: float = 1.0
     rotation: bool = True  # rotation self-supervision on or off
     rotation_weight: float = 10.0  # β in loss = MSE + β·CE
     contrastive: bool = False  # SimCLR: two augmented views of each image must find each other

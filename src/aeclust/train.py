@@ -110,6 +110,11 @@ def log(message: str) -> None:
 def check_views(model: ModelConfig) -> None:
     """Views of another size than the image's need a decoder that gives back any size and heads that pool; a
     resized rotation batch needs a batch of its own to resize."""
+    if not 0 < model.reconstruction_share <= 1:
+        raise ConfigError(
+            f"model reconstruction_share={model.reconstruction_share}: expected a share of each batch above 0 and at "
+            "most 1, or reconstruction_weight=0 for no reconstruction"
+        )
     _check_view_sizes(model)
     if model.rotation_size:
         what, way_out = f"model rotation_size={model.rotation_size}", "rotation_size=0 for the image's own size"

@@ -16,7 +16,9 @@ from aeclust.objectives.rotation import RotationObjective
 
 
 def _reconstruction(model: nn.Module, config: ModelConfig, engine: Engine | None) -> nn.Module | None:
-    return ReconstructionObjective(config.reconstruction_weight) if config.reconstruction_weight > 0 else None
+    if config.reconstruction_weight <= 0:
+        return None
+    return ReconstructionObjective(config.reconstruction_weight, config.reconstruction_share)
 
 
 def _contrastive(model: nn.Module, config: ModelConfig, engine: Engine | None) -> nn.Module | None:
