@@ -25,9 +25,11 @@ from aeclust.budget import (
     BudgetPlan,
     Speeds,
     measure_speeds,
+    midway_epoch,
     parse_duration,
     plan_budget,
     replan_after_first_epoch,
+    replan_midway,
 )  # fmt: skip
 from aeclust.cli import main
 from aeclust.config import AUTO_K, with_settings
@@ -157,12 +159,69 @@ def test_a_first_epoch_slower_than_the_whole_budget_keeps_that_epoch_and_plans_n
         plan_for(5, replace(SPEEDS, train_step_seconds=9.0))
 
 
+def history_seconds(plan: BudgetPlan) -> float:
+    """An epoch's history on average as SPEEDS has it: the 500 val images encoded, decoded and clustered, and every
+    ``plan.mse_every``-th epoch the train MSE's pass."""
+    return 500 / SPEEDS.full_pass_images_per_second + SPEEDS.val_cluster_seconds + 8500 / 1150.0 / plan.mse_every
+
+
+def midway(plan: BudgetPlan, step_seconds: float) -> BudgetPlan:
+    """``plan`` made again after its midway epoch, its epochs having each trained at ``step_seconds`` a batch."""
+    at, after_each = midway_epoch(plan), history_seconds(plan) + SPEEDS.checkpoint_seconds
+    spent = 12.0 + at * (epoch_seconds_at(step_seconds) + after_each) - after_each  # its last history not yet taken
+    config = preset("contrastive")
+    return replan_midway(plan, config, 8500, 500, at, epoch_seconds_at(step_seconds), history_seconds(plan), spent)
+
+
+def test_a_plan_made_again_midway_follows_the_epochs_real_time():
+    for minutes in (5, 20, 60, 150):
+        plan = plan_for(minutes)
+        assert midway_epoch(plan) == max(3, round(plan.epochs / 3))
+        target = TARGET_SHARE * minutes * 60
+        # epochs as the plan expected them keep its epochs (its MSE passes counted a little otherwise)
+        assert abs(midway(plan, 0.95).epochs - plan.epochs) <= 1
+        steps = (0.95 * 1.15, 0.95 / 1.15)  # epochs 15 % slower and quicker than the first
+        slower, quicker = (midway(plan, step) for step in steps)
+        assert slower.epochs < plan.epochs < quicker.epochs
+        for step, again in zip(steps, (slower, quicker)):
+            epoch = again.midway_epoch_seconds
+            assert epoch == pytest.approx(epoch_seconds_at(step) + history_seconds(plan) + SPEEDS.checkpoint_seconds)
+            # fills what is left: one more epoch would not fit
+            assert again.estimate["total"] <= target < again.estimate["total"] + epoch
+            assert again.replanned_after == midway_epoch(plan) and again.epochs_before_replan == plan.epochs
+            assert f"train.replanned_after={again.replanned_after}" in again.settings()
+            assert f"train.epochs_before_replan={plan.epochs}" in again.settings()
+            assert f"up to {again.replanned_after}" in again.describe()
+            assert midway_epoch(again) == 0  # once
+    same = plan_for(20)
+    kept = midway(same, 0.95)
+    if kept.epochs == same.epochs:
+        assert kept.epochs_before_replan == 0
+
+
+def test_a_midway_plan_keeps_the_epochs_done_and_may_change_the_clusterer():
+    plan = plan_for(20)
+    assert midway(plan, 20.0).epochs == midway_epoch(plan)  # far slower: no more epochs, but none undone
+    # A plan that refines, just short of the images seen that whiten instead: epochs far quicker than it expected
+    # pass them.
+    plans = [plan_for(minutes / 4) for minutes in range(16, 240)]
+    short = max(plans, key=lambda plan: (not plan.clusterer, plan.epochs))
+    assert short.clusterer == "" and short.epochs * 8500 < WHITEN_FROM_IMAGES
+    again = midway(short, 0.5)
+    assert again.epochs * 8500 >= WHITEN_FROM_IMAGES
+    assert (again.clusterer, again.refine_epochs) == (WHITENED_CLUSTERER, 0)
+    assert again.apply(preset("contrastive")).cluster.clusterer == WHITENED_CLUSTERER
+    assert midway_epoch(plan_for(5, replace(SPEEDS, train_step_seconds=2.0))) == 0  # too few epochs to plan again
+
+
 def test_a_plan_saved_before_plans_were_made_again_reads_as_never_made_again(tmp_path):
     saved = plan_for(5).to_dict()
     del saved["first_epoch_step_seconds"], saved["provisional_epochs"], saved["clusterer"]
+    del saved["replanned_after"], saved["midway_epoch_seconds"], saved["epochs_before_replan"]
     (tmp_path / "budget.json").write_text(json.dumps(saved))
     plan = BudgetPlan.load(tmp_path / "budget.json")
     assert plan == plan_for(5) and plan.first_epoch_step_seconds == 0.0 and plan.provisional_epochs == 0
+    assert plan.replanned_after == plan.epochs_before_replan == 0
     assert plan.clusterer == ""  # a plan from before plans chose a clusterer chose none
 
 
@@ -172,6 +231,8 @@ def test_the_plan_round_trips_and_repeats_as_settings(tmp_path):
             plan_for(minutes), preset("contrastive"), 8500, 500, epoch_seconds_at(0.8), 12.0
         )
         assert plan.provisional_epochs  # made again, to a plan of other epochs
+        plan = midway(plan, 0.7)
+        assert plan.epochs_before_replan  # and again midway
         plan.save(tmp_path / "budget.json")
         assert BudgetPlan.load(tmp_path / "budget.json") == plan
         config = plan.apply(preset("contrastive"))
@@ -231,7 +292,14 @@ def test_a_killed_budgeted_run_resumes_its_plan(small_hw9_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stderr and "budget 20s: " in resumed.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["epochs"] == plan.epochs and metrics["budget"]["settings"] == plan.settings()
+    # It kept the plan made after its first epoch, and made it again midway only if it was stopped before then.
+    final = BudgetPlan.load(out / "budget.json")
+    assert (final.provisional_epochs, final.first_epoch_step_seconds) == (
+        plan.provisional_epochs, plan.first_epoch_step_seconds
+    )  # fmt: skip
+    assert final.epochs == plan.epochs or final.epochs_before_replan == plan.epochs
+    assert metrics["epochs"] == final.epochs and metrics["budget"]["settings"] == final.settings()
+    plan = final
 
     # The plan's settings, without a budget, train the same model to the same clusters: measuring drew nothing
     # from the run's random generators, and the resumed run kept its plan.

@@ -35,7 +35,7 @@ from torch import nn
 
 from aeclust.augment import contrastive_view
 from aeclust.cluster import WHITENED_KMEANS, cluster_latents
-from aeclust.config import AUTO_K, RunConfig
+from aeclust.config import AUTO_K, RefineConfig, RunConfig
 from aeclust.data import ImageSet
 from aeclust.data.batches import images_at
 from aeclust.engine import Engine
@@ -73,7 +73,14 @@ WHITENED_CLUSTERER = WHITENED_KMEANS
 
 # What a plan sets, as --set names them. A plan also sets cluster.clusterer, but only where it was left to aeclust
 # ("auto"), so a clusterer the user chose is no plan's to change.
-PLANNED_SETTINGS = ("train.epochs", "train.mse_every", "refine.epochs", "train.provisional_epochs")
+PLANNED_SETTINGS = (
+    "train.epochs", "train.mse_every", "refine.epochs", "train.provisional_epochs", "train.replanned_after",
+    "train.epochs_before_replan",
+)  # fmt: skip
+# The run plans once more after this share of its epochs, from their real time (an epoch's time drifts from the
+# first's: docs/results.md, sections 22 and 24), where it has at least MIDWAY_FROM_EPOCHS.
+MIDWAY_SHARE = 1 / 3
+MIDWAY_FROM_EPOCHS = 6
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
@@ -123,10 +130,18 @@ class BudgetPlan:
     first_epoch_step_seconds: float = 0.0
     provisional_epochs: int = 0
     clusterer: str = ""  # the clusterer the plan chose in place of "auto" ("": none chosen)
+    # Once planned again midway (:func:`replan_midway`): after which epoch, a whole epoch's mean time up to it, and
+    # the epochs the plan before gave, which laid out the schedule up to it, where the two differ (0: they agree).
+    replanned_after: int = 0
+    midway_epoch_seconds: float = 0.0
+    epochs_before_replan: int = 0
 
     def settings(self) -> list[str]:
         """The ``--set`` items that repeat this plan exactly, without measuring."""
-        values = (self.epochs, self.mse_every, self.refine_epochs, self.provisional_epochs)
+        values = (
+            self.epochs, self.mse_every, self.refine_epochs, self.provisional_epochs, self.replanned_after,
+            self.epochs_before_replan,
+        )  # fmt: skip
         chosen = [f"cluster.clusterer={self.clusterer}"] if self.clusterer else []
         return [f"{name}={value}" for name, value in zip(PLANNED_SETTINGS, values)] + chosen
 
@@ -135,8 +150,9 @@ class BudgetPlan:
             config,
             budget_seconds=self.budget_seconds,
             train=replace(
-                config.train, epochs=self.epochs, mse_every=self.mse_every, provisional_epochs=self.provisional_epochs
-            ),
+                config.train, epochs=self.epochs, mse_every=self.mse_every, provisional_epochs=self.provisional_epochs,
+                replanned_after=self.replanned_after, epochs_before_replan=self.epochs_before_replan,
+            ),  # fmt: skip
             refine=replace(config.refine, epochs=self.refine_epochs),
             cluster=replace(config.cluster, clusterer=self.clusterer or config.cluster.clusterer),
         )
@@ -144,6 +160,8 @@ class BudgetPlan:
     def describe(self) -> str:
         step = self.first_epoch_step_seconds or self.speeds.train_step_seconds
         timed = "in the first epoch" if self.first_epoch_step_seconds else "measured"
+        if self.midway_epoch_seconds:
+            timed = f"in the first epoch; epochs took {self.midway_epoch_seconds:.1f}s up to {self.replanned_after}"
         clustering = f"clusters by {self.clusterer}" if self.clusterer else f"{self.refine_epochs} refinement epochs"
         return (
             f"budget {format_duration(self.budget_seconds)}: {self.epochs} epochs at about "
@@ -164,6 +182,9 @@ class BudgetPlan:
             "first_epoch_step_seconds": self.first_epoch_step_seconds,
             "provisional_epochs": self.provisional_epochs,
             "clusterer": self.clusterer,
+            "replanned_after": self.replanned_after,
+            "midway_epoch_seconds": self.midway_epoch_seconds,
+            "epochs_before_replan": self.epochs_before_replan,
         }
 
     @classmethod
@@ -171,10 +192,11 @@ class BudgetPlan:
         return cls(
             values["budget_seconds"], Speeds(**values["speeds"]), values["epochs"], values["mse_every"],
             values["refine_epochs"], dict(values["estimate_seconds"]),
-            # A plan saved before plans were made again after the first epoch was never made again; one saved before
-            # plans chose a clusterer chose none.
+            # A plan saved before plans were made again after the first epoch (or midway) was never made again; one
+            # saved before plans chose a clusterer chose none.
             values.get("first_epoch_step_seconds", 0.0), values.get("provisional_epochs", 0),
-            values.get("clusterer", ""),
+            values.get("clusterer", ""), values.get("replanned_after", 0), values.get("midway_epoch_seconds", 0.0),
+            values.get("epochs_before_replan", 0),
         )  # fmt: skip
 
     def save(self, path: Path) -> None:
@@ -217,6 +239,69 @@ def whitens_instead_of_refining(config: RunConfig, images_seen: int) -> bool:
     )
 
 
+@dataclass
+class Costs:
+    """What each part of a run is expected to take here, from its measured speeds: a plan's arithmetic."""
+
+    epoch_seconds: float  # one epoch's training
+    mse_seconds: float  # the history's pass over every train image for the MSE
+    per_epoch_seconds: float  # after every epoch: the checkpoints, and the val images encoded and clustered
+    cluster_seconds: float  # at the end: the train images clustered and the val images cut by the train's k
+    refine_epoch_seconds: float
+    encode_seconds: float  # the train images encoded once
+    search_seconds: float  # their neighbours found once
+    final_encode_seconds: float  # train and val encoded after the refinement
+    refine: RefineConfig
+
+    @classmethod
+    def of(cls, config: RunConfig, train_count: int, val_count: int, speeds: Speeds) -> Costs:
+        train, refine = config.train, config.refine
+        # Per image, not per batch: an epoch's last, smaller batch costs about its share of a full one.
+        epoch_seconds = train_count / train.batch_size * speeds.train_step_seconds
+        exponent = _cluster_exponent(config)
+        val_cluster_seconds = _scaled(speeds.val_cluster_seconds, speeds.val_sample, val_count, exponent)
+        per_epoch_seconds = speeds.checkpoint_seconds
+        if val_count:
+            per_epoch_seconds += val_count / speeds.full_pass_images_per_second + val_cluster_seconds
+        cluster_seconds = _scaled(speeds.cluster_seconds, speeds.cluster_sample, train_count, exponent)
+        exact_limit = refine.exact_search_limit
+        if exact_limit is None or train_count <= exact_limit:
+            search_seconds = _scaled(speeds.neighbour_seconds, speeds.cluster_sample, train_count, 2.0)
+        else:
+            search_seconds = train_count * APPROXIMATE_SEARCH_SECONDS_PER_IMAGE
+        anchors = min(refine.anchors_per_epoch, train_count)
+        return cls(
+            epoch_seconds=epoch_seconds,
+            mse_seconds=train_count / speeds.full_pass_images_per_second,
+            per_epoch_seconds=per_epoch_seconds,
+            cluster_seconds=cluster_seconds + val_cluster_seconds,
+            refine_epoch_seconds=anchors / refine.batch_size * speeds.refine_step_seconds,
+            encode_seconds=train_count / speeds.encode_images_per_second,
+            search_seconds=search_seconds,
+            final_encode_seconds=(train_count + val_count) / speeds.encode_images_per_second,
+            refine=refine,
+        )
+
+    def refinement(self, epochs: int) -> float:
+        """``epochs`` of neighbour consistency and the configured self-labelling, with their encodings."""
+        refine = self.refine
+        if epochs + refine.self_label_epochs == 0:
+            return 0.0
+        minings = 1 + (max(0, epochs - 1) if refine.remine_neighbours else 0)
+        # Self-labelling epochs cost about what a consistency epoch does, plus a pass to pick the confident images.
+        self_label = refine.self_label_epochs * (self.refine_epoch_seconds + self.encode_seconds)
+        return (
+            epochs * self.refine_epoch_seconds + minings * (self.encode_seconds + self.search_seconds)
+            + self.final_encode_seconds + self_label
+        )  # fmt: skip
+
+    def refine_epochs_within(self, epochs: int, budget_seconds: float) -> int:
+        """The most of ``epochs`` refinement epochs that :data:`REFINE_SHARE` of the budget holds."""
+        while epochs > 0 and self.refinement(epochs) > REFINE_SHARE * budget_seconds:
+            epochs -= 1
+        return epochs
+
+
 def plan_budget(
     budget_seconds: float,
     config: RunConfig,
@@ -230,36 +315,9 @@ def plan_budget(
     measured ``speeds`` and the ``spent_seconds`` it has already taken (loading, measuring). A plan made after
     ``epochs_done`` epochs counts them among its epochs (``spent_seconds`` being the time before the first) and
     keeps at least them, even where the budget turns out too short for them."""
-    train, refine = config.train, config.refine
-    # Per image, not per batch: an epoch's last, smaller batch costs about its share of a full one.
-    epoch_seconds = train_count / train.batch_size * speeds.train_step_seconds
-    mse_seconds = train_count / speeds.full_pass_images_per_second
-    exponent = _cluster_exponent(config)
-    val_cluster_seconds = _scaled(speeds.val_cluster_seconds, speeds.val_sample, val_count, exponent)
-    # After every epoch: the checkpoints, and the val images encoded and clustered.
-    per_epoch_seconds = speeds.checkpoint_seconds
-    if val_count:
-        per_epoch_seconds += val_count / speeds.full_pass_images_per_second + val_cluster_seconds
-    # At the end, the train images clustered and the val images cut again by the train's k and clusterer.
-    cluster_seconds = _scaled(speeds.cluster_seconds, speeds.cluster_sample, train_count, exponent)
-    cluster_seconds += val_cluster_seconds
-
-    exact_limit = refine.exact_search_limit
-    if exact_limit is None or train_count <= exact_limit:
-        search_seconds = _scaled(speeds.neighbour_seconds, speeds.cluster_sample, train_count, 2.0)
-    else:
-        search_seconds = train_count * APPROXIMATE_SEARCH_SECONDS_PER_IMAGE
-    encode_seconds = train_count / speeds.encode_images_per_second
-    refine_epoch_seconds = min(refine.anchors_per_epoch, train_count) / refine.batch_size * speeds.refine_step_seconds
-
-    def refinement(epochs: int) -> float:
-        if epochs + refine.self_label_epochs == 0:
-            return 0.0
-        minings = 1 + (max(0, epochs - 1) if refine.remine_neighbours else 0)
-        final = (train_count + val_count) / speeds.encode_images_per_second
-        # Self-labelling epochs cost about what a consistency epoch does, plus a pass to pick the confident images.
-        self_label = refine.self_label_epochs * (refine_epoch_seconds + encode_seconds)
-        return epochs * refine_epoch_seconds + minings * (encode_seconds + search_seconds) + final + self_label
+    costs = Costs.of(config, train_count, val_count, speeds)
+    epoch_seconds, mse_seconds, per_epoch_seconds = costs.epoch_seconds, costs.mse_seconds, costs.per_epoch_seconds
+    cluster_seconds, refinement = costs.cluster_seconds, costs.refinement
 
     target = budget_seconds * TARGET_SHARE - spent_seconds - cluster_seconds
 
@@ -282,9 +340,7 @@ def plan_budget(
             epochs -= 1
         return epochs, every
 
-    refine_epochs = refine.epochs
-    while refine_epochs > 0 and refinement(refine_epochs) > REFINE_SHARE * budget_seconds:
-        refine_epochs -= 1
+    refine_epochs = costs.refine_epochs_within(config.refine.epochs, budget_seconds)
     epochs, mse_every = epochs_within(target - refinement(refine_epochs))
     clusterer = ""
     if whitens_instead_of_refining(config, max(epochs, epochs_done) * train_count):
@@ -329,6 +385,62 @@ def replan_after_first_epoch(
     provisional = plan.epochs if again.epochs != plan.epochs else 0
     # The speeds stay those measured before the first plan: budget.json keeps what each plan was made from.
     return replace(again, speeds=plan.speeds, first_epoch_step_seconds=step, provisional_epochs=provisional)
+
+
+def midway_epoch(plan: BudgetPlan) -> int:
+    """After which epoch a run on ``plan`` plans again from its epochs' real time (0: it does not)."""
+    if plan.epochs < MIDWAY_FROM_EPOCHS or plan.replanned_after:
+        return 0
+    return max(3, round(plan.epochs * MIDWAY_SHARE))
+
+
+def replan_midway(
+    plan: BudgetPlan,
+    config: RunConfig,
+    train_count: int,
+    val_count: int,
+    epochs_done: int,
+    train_seconds: float,
+    history_seconds: float,
+    spent_seconds: float,
+) -> BudgetPlan:
+    """``plan`` made again after ``epochs_done`` epochs from their real time: an epoch's mean ``train_seconds`` since
+    the first, and its history's mean ``history_seconds`` (the val clustering, and the MSE pass where it was due);
+    ``spent_seconds`` is the run's time so far, the last epoch's history not yet taken. ``config`` holds the settings
+    as given (see :func:`replan_after_first_epoch`).
+
+    The first epoch's time sets the plan after it, but later epochs drift from it: on this project's machine they ran
+    15 % slower (a run 4 % over its budget) and 15 % quicker (a run 14 % under) than it did (docs/results.md,
+    sections 22 and 24). The rest of the run is planned from the epochs' own means.
+    """
+    costs = Costs.of(config, train_count, val_count, plan.speeds)
+    after_each = history_seconds + plan.speeds.checkpoint_seconds
+    epoch_seconds = train_seconds + after_each
+
+    def epochs_within(refine_epochs: int) -> int:
+        # Still to come: this epoch's history, the epochs that fit, the last MSE pass, clustering and refinement.
+        end = costs.mse_seconds + costs.cluster_seconds + costs.refinement(refine_epochs)
+        available = plan.budget_seconds * TARGET_SHARE - spent_seconds - after_each - end
+        return epochs_done + max(0, math.floor(available / epoch_seconds))
+
+    refine_epochs = costs.refine_epochs_within(config.refine.epochs, plan.budget_seconds)
+    epochs, clusterer = epochs_within(refine_epochs), ""
+    if whitens_instead_of_refining(config, epochs * train_count):
+        clusterer, refine_epochs = WHITENED_CLUSTERER, 0
+        epochs = epochs_within(0)
+    estimate = {
+        "spent_before_training": spent_seconds + after_each - epochs_done * epoch_seconds,
+        "training": epochs * epoch_seconds,  # history and checkpoints included, as the epochs took them
+        "history_and_checkpoints": costs.mse_seconds,  # the last MSE pass
+        "clustering": costs.cluster_seconds,
+        "refinement": costs.refinement(refine_epochs),
+    }
+    estimate["total"] = sum(estimate.values())
+    return replace(
+        plan, epochs=epochs, refine_epochs=refine_epochs, clusterer=clusterer, estimate=estimate,
+        replanned_after=epochs_done, midway_epoch_seconds=epoch_seconds,
+        epochs_before_replan=plan.epochs if epochs != plan.epochs else 0,
+    )  # fmt: skip
 
 
 class BudgetClock:

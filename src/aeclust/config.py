@@ -75,6 +75,11 @@ class TrainConfig:
     # many epochs, and the rest of the schedule is laid out for ``epochs``; repeating such a run needs both.
     # 0: the schedule is laid out for ``epochs`` from the start.
     provisional_epochs: int = 0
+    # It plans once more, a third of the way through, from the epochs' real time so far (an epoch's time drifts from
+    # the first's). Where that changed its epochs, the epochs up to ``replanned_after`` (after the first, where
+    # ``provisional_epochs`` is set) followed a schedule laid out for ``epochs_before_replan``. 0: not so planned.
+    replanned_after: int = 0
+    epochs_before_replan: int = 0
 
 
 @dataclass

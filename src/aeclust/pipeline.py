@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -12,7 +13,15 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from aeclust.budget import BudgetClock, BudgetPlan, measure_speeds, plan_budget, replan_after_first_epoch
+from aeclust.budget import (
+    BudgetClock,
+    BudgetPlan,
+    measure_speeds,
+    midway_epoch,
+    plan_budget,
+    replan_after_first_epoch,
+    replan_midway,
+)
 from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.cluster import CLUSTERERS, WHITENED_KMEANS, Clustering, cluster_latents, embedded_latents
 from aeclust.config import AUTO_K, RunConfig, with_settings
@@ -26,7 +35,7 @@ from aeclust.predict import CentreAssigner
 from aeclust.progress import format_duration
 from aeclust.reduce import EMBEDDERS, REDUCERS
 from aeclust.refine import BALANCES, NeighbourRefiner, resolve_balance
-from aeclust.rundir import RECLUSTER_COPIES, RECLUSTER_NEEDS, RunDir
+from aeclust.rundir import RECLUSTER_COPIES, RECLUSTER_NEEDS, EpochRecord, RunDir
 from aeclust.train import SCHEDULES, Evaluation, Trainer, check_views, encode_splits, load_model, log, set_threads
 
 MACHINE_SETTINGS = ("threads", "device", "workers")  # where a run runs: a resumed run may change them
@@ -85,12 +94,15 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
         )
     check_views(config.model)
     train = config.train
-    non_negative = (train.mse_every, train.val_every, train.provisional_epochs)
+    non_negative = (
+        train.mse_every, train.val_every, train.provisional_epochs, train.replanned_after, train.epochs_before_replan
+    )  # fmt: skip
     if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(non_negative) < 0:
         raise ConfigError(
             f"epochs={train.epochs}, batch size={train.batch_size}, lr={train.lr}, mse_every={train.mse_every}, "
-            f"val_every={train.val_every}, provisional_epochs={train.provisional_epochs}: expected epochs >= 0, "
-            "batch size >= 1, lr > 0 and the others >= 0"
+            f"val_every={train.val_every}, provisional_epochs={train.provisional_epochs}, "
+            f"replanned_after={train.replanned_after}, epochs_before_replan={train.epochs_before_replan}: "
+            "expected epochs >= 0, batch size >= 1, lr > 0 and the others >= 0"
         )
     if config.budget_seconds < 0:
         raise ConfigError(f"budget {config.budget_seconds}s: expected a positive time, or 0 for none")
@@ -188,9 +200,14 @@ def run(
         earlier = sum(r.train_seconds + r.eval_seconds for r in trainer.history) + plan.speeds.measuring_seconds
         clock = trainer.clock = BudgetClock(config.budget_seconds, started, earlier if resume else 0.0)
 
-        def replan(_: RunConfig, epoch_seconds: float) -> RunConfig:
+        def replan(current: RunConfig, epoch: int, train_seconds: float) -> RunConfig:
             nonlocal plan
-            plan = replan_run(plan, unplanned, images, engine, epoch_seconds, clock.spent() - epoch_seconds)
+            if epoch == 1:
+                plan = replan_run(plan, unplanned, images, engine, train_seconds, clock.spent() - train_seconds)
+            elif epoch == midway_epoch(plan):
+                plan = replan_run_midway(plan, unplanned, images, engine, trainer.history, train_seconds, clock)
+            else:
+                return current
             # Applied, as the first plan was, to the settings as given: what the first plan chose and this one does
             # not (the clusterer in place of "auto") goes back to the given.
             current = plan.apply(unplanned)
@@ -241,6 +258,30 @@ def replan_run(
     again = engine.broadcast(again if engine.is_main else None)  # each process timed its own epoch; main decides
     first = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
     log(f"planned again from the first epoch: {again.describe()}; the first plan had {first}")
+    return again
+
+
+def replan_run_midway(
+    plan: BudgetPlan,
+    config: RunConfig,
+    images: ImageSet,
+    engine: Engine,
+    history: Sequence[EpochRecord],
+    train_seconds: float,
+    clock: BudgetClock,
+) -> BudgetPlan:
+    """``plan`` made again from the epochs trained so far (see :func:`aeclust.budget.replan_midway`): the last one's
+    ``train_seconds``, and those ``history`` holds of the others. The first epoch's training, slower than the rest
+    (reading the images, warming up), is left out; its history is not."""
+    epochs_done = len(history) + 1
+    mean_train = statistics.mean([record.train_seconds for record in history[1:]] + [train_seconds])
+    mean_history = statistics.mean(record.eval_seconds for record in history)
+    again = replan_midway(
+        plan, config, *image_counts(images), epochs_done, mean_train, mean_history, clock.spent()
+    )  # fmt: skip
+    again = engine.broadcast(again if engine.is_main else None)
+    before = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
+    log(f"planned again after epoch {epochs_done}: {again.describe()}; the plan before had {before}")
     return again
 
 

@@ -233,9 +233,9 @@ class Trainer:
         self.history: list[EpochRecord] = []
         self.latest_evaluation: Evaluation | None = None
         self.clock: BudgetClock | None = None  # a budgeted run's: its epoch lines say how much time is left
-        # A budgeted run's: given this run's settings and its first epoch's training seconds, the settings planned
-        # again from them (aeclust.budget.replan_after_first_epoch).
-        self.replan: Callable[[RunConfig, float], RunConfig] | None = None
+        # A budgeted run's: given this run's settings, the epoch just trained and its training seconds, the settings
+        # planned again where the budget plans again then (aeclust.budget), else the settings as they are.
+        self.replan: Callable[[RunConfig, int, float], RunConfig] | None = None
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state(self, full: bool) -> dict:
@@ -275,8 +275,15 @@ class Trainer:
             for stale in remove_stale_temporaries(self.checkpoint_dir):
                 log(f"removed {stale}, a checkpoint left half-written when the run was stopped")
         state = load_checkpoint(path, expect=self.config.model)
-        planned = state["config"]["train"]["epochs"]
-        if self.config.train.schedule == "onecycle" and planned != self.config.train.epochs:
+        # The saved schedule must be laid out over what the next epoch follows here: a budgeted run stopped before
+        # its midway plan's epoch, saved before that plan, continues its saved schedule up to there as it would
+        # have run (schedule_epochs).
+        saved = RunConfig.from_dict(state["config"]).train
+        following = state["epoch"] + 1
+        if self.config.train.schedule == "onecycle" and (
+            schedule_epochs(saved, following) != schedule_epochs(self.config.train, following)
+        ):
+            planned = saved.epochs
             raise ConfigError(
                 f"{path}: this run's one-cycle learning rate was planned over {planned} epochs, found "
                 f"{self.config.train.epochs} asked for; a one-cycle run cannot be extended, start a new run instead"
@@ -321,18 +328,21 @@ class Trainer:
         rotation = totals.sums.get("rotation_correct")
         return totals.loss, (rotation / totals.images if rotation is not None else float("nan"))
 
-    def after_first_epoch(self, seconds: float) -> None:
-        """A budgeted run plans again from its first epoch's real time. Where that changed its epochs, the rest of
-        the one-cycle schedule is laid out over the epochs it now has, from the step the first epoch reached; a run
-        repeating such a plan with its settings (``train.provisional_epochs``) does the same here."""
+    def after_epoch(self, seconds: float) -> None:
+        """A budgeted run plans again after some epochs (its first, and a third of the way). Where the next epoch's
+        one-cycle schedule is laid out over other epochs than this one's (a plan changed them, or a run repeating
+        such a plan by its settings reaches the epoch where it did), the rest of the schedule is laid out over those,
+        from the step this epoch reached."""
+        laid_out = schedule_epochs(self.config.train, self.epoch)
         if self.replan is not None:
-            self.config = self.replan(self.config, seconds)
+            self.config = self.replan(self.config, self.epoch, seconds)
         train = self.config.train
-        if train.schedule == "onecycle" and train.provisional_epochs not in (0, train.epochs):
-            self.scheduler = make_scheduler(
-                self.optimizer, train, len(self.images.train_images), laid_out_over=train.epochs,
-                from_step=self.scheduler.last_epoch,
-            )  # fmt: skip
+        if train.schedule == "onecycle" and self.epoch < train.epochs:
+            if schedule_epochs(train, self.epoch + 1) != laid_out:
+                self.scheduler = make_scheduler(
+                    self.optimizer, train, len(self.images.train_images),
+                    laid_out_over=schedule_epochs(train, self.epoch + 1), from_step=self.scheduler.last_epoch,
+                )  # fmt: skip
 
     def evaluate(self) -> Evaluation:
         """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline.
@@ -367,8 +377,7 @@ class Trainer:
             loss, rotation_accuracy = self.train_one_epoch()
             trained = time.perf_counter()
             self.epoch += 1
-            if self.epoch == 1:
-                self.after_first_epoch(trained - started)
+            self.after_epoch(trained - started)
             evaluation = self.evaluate()
             train_mse, val_accuracy = evaluation.train_mse, self.val_accuracy(evaluation)
             record = EpochRecord(
@@ -405,6 +414,16 @@ class Trainer:
 SCHEDULES = ("constant", "onecycle")
 
 
+def schedule_epochs(train: TrainConfig, epoch: int) -> int:
+    """The epochs over which epoch ``epoch`` (from 1) of a one-cycle run followed its schedule: a budgeted run's
+    first plan for its first epoch, the plan after that until it planned again midway, then its last."""
+    if epoch == 1 and train.provisional_epochs:
+        return train.provisional_epochs
+    if train.epochs_before_replan and epoch <= train.replanned_after:
+        return train.epochs_before_replan
+    return train.epochs
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer,
     train: TrainConfig,
@@ -413,12 +432,12 @@ def make_scheduler(
     from_step: int = 0,
 ):
     """The learning-rate schedule, stepped once per batch. The one-cycle schedule is laid out over
-    ``laid_out_over`` epochs (by default the provisional epochs a budgeted run's first epoch followed, if any, else
-    ``train.epochs``), and given ``from_step`` continues an optimizer's earlier one-cycle schedule at that step."""
+    ``laid_out_over`` epochs (by default those the first epoch followed: :func:`schedule_epochs`), and given
+    ``from_step`` continues an optimizer's earlier one-cycle schedule at that step."""
     if train.schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     if train.schedule == "onecycle":
-        epochs = laid_out_over if laid_out_over is not None else train.provisional_epochs or train.epochs
+        epochs = laid_out_over if laid_out_over is not None else schedule_epochs(train, 1)
         steps = max(1, epochs * math.ceil(n_images / train.batch_size))
         # A short warm-up, then cosine annealing: the best short-budget schedule we measured. The learning rates it
         # cycles between are those the earlier schedule put in the optimizer's groups (the same train.lr).
