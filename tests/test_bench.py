@@ -326,13 +326,15 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
         # a plan from before plans chose a clusterer: these never would
         (run_dir / "budget.json").write_text(json.dumps(saved_plan(0.5) | replanned))
         RunDir(run_dir).save_array("train_clusters", np.zeros(8500, dtype=np.int64))
-        record = {"budget_seconds": 300.0, "epochs": 5, "train_accuracy": accuracy, "nmi": 0.4, "wall_seconds": 290.0}
+        record = {"budget_seconds": 300.0, "epochs": 5, "train_accuracy": accuracy, "nmi": 0.4}
+        record["wall_seconds"] = 290.0 + 20 * seed
         (run_dir / "bench-budget.json").write_text(json.dumps(record))
         records.append(budget.run_once("animals-vs-vehicles", "5m", seed, run_dir, None, kept, kept_file))
     assert records[1]["train_accuracy"] == 0.87
     table = budget.table({"animals-vs-vehicles": {"5m": records}})
     batches = "0.50 / 0.45"  # seed 1's from its first epoch
-    assert f"| 5m | 2 | 5/5 | 0.860 ± 0.014 | 0.850 / 0.870 | 0.400 ± 0.000 | {batches} | 290 / 290 | 0.97 |" in table
+    walls = "290 / 310 | 0.97–1.03"  # the range of wall / budget
+    assert f"| 5m | 2 | 5/5 | 0.860 ± 0.014 | 0.850 / 0.870 | 0.400 ± 0.000 | {batches} | {walls} |" in table
     budget.figure({"animals-vs-vehicles": {"5m": records, "20m": records}}, tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
 

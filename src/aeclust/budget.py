@@ -7,7 +7,9 @@ is planned from the epochs), how often the history measures the train MSE, and, 
 it, the refinement; a plan that trains long enough clusters on whitened dimensions instead of refining
 (:func:`whitens_instead_of_refining`). After the first epoch, :func:`replan_after_first_epoch` plans again from
 that epoch's real time: a few steps timed while the machine was briefly slower (or faster) than it then runs would
-otherwise set every epoch after them (docs/results.md, sections 19–20). The plan is written into the run's settings
+otherwise set every epoch after them (docs/results.md, sections 19–20); and a third of the way through,
+:func:`replan_midway` plans the rest from the epochs' own mean time, since later epochs drift from the first's
+(section 24). The plan is written into the run's settings
 (``config.json``) and ``budget.json``, so a resumed run continues the same plan and the same seed with the same
 plan gives the same clusters; ``budget.json`` also lists the settings that repeat the plan without measuring.
 
