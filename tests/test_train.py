@@ -161,6 +161,20 @@ def test_a_one_cycle_schedule_laid_out_again_continues_as_if_laid_out_so_from_th
     assert again.last_epoch == planned.last_epoch == 50 and settings(first) == pytest.approx(settings(throughout))
 
 
+class Stopped(Exception):
+    pass
+
+
+def stopped_after_epoch_1(config, images, run_dir) -> None:
+    """Train ``config`` and stop it once its first epoch's checkpoint is written."""
+
+    def stop(record):
+        raise Stopped
+
+    with pytest.raises(Stopped):
+        Trainer(config, images, run_dir).fit(on_epoch=stop)
+
+
 def weights(trainer: Trainer) -> list[torch.Tensor]:
     return [value.clone() for value in trainer.model.state_dict().values()]
 
@@ -186,14 +200,7 @@ def test_a_run_planned_again_after_its_first_epoch_is_repeated_by_its_settings_a
     laid_out_once.fit()
     assert not all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(laid_out_once)))
 
-    class Stopped(Exception):
-        pass
-
-    def stop(record):
-        raise Stopped
-
-    with pytest.raises(Stopped):
-        Trainer(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped").fit(on_epoch=stop)
+    stopped_after_epoch_1(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped")
     resumed = Trainer(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped")
     assert resumed.resume() and resumed.epoch == 1
     resumed.fit()
@@ -223,14 +230,7 @@ def test_a_run_planned_again_midway_is_repeated_by_its_settings_and_resumes_from
 
     # Stopped after epoch 1, whose checkpoint holds the plan before the midway one (3 epochs), with the settings
     # already written as the midway plan left them: it continues the saved schedule, and then that plan's.
-    class Stopped(Exception):
-        pass
-
-    def stop(record):
-        raise Stopped
-
-    with pytest.raises(Stopped):
-        Trainer(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped").fit(on_epoch=stop)
+    stopped_after_epoch_1(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped")
     resumed = Trainer(onecycle_config(4, **settings), small_set, tmp_path / "stopped")
     assert resumed.resume() and resumed.epoch == 1
     resumed.fit()
