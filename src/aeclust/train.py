@@ -337,12 +337,12 @@ class Trainer:
         if self.replan is not None:
             self.config = self.replan(self.config, self.epoch, seconds)
         train = self.config.train
-        if train.schedule == "onecycle" and self.epoch < train.epochs:
-            if schedule_epochs(train, self.epoch + 1) != laid_out:
-                self.scheduler = make_scheduler(
-                    self.optimizer, train, len(self.images.train_images),
-                    laid_out_over=schedule_epochs(train, self.epoch + 1), from_step=self.scheduler.last_epoch,
-                )  # fmt: skip
+        following = schedule_epochs(train, self.epoch + 1)
+        if train.schedule == "onecycle" and self.epoch < train.epochs and following != laid_out:
+            self.scheduler = make_scheduler(
+                self.optimizer, train, len(self.images.train_images),
+                laid_out_over=following, from_step=self.scheduler.last_epoch,
+            )  # fmt: skip
 
     def evaluate(self) -> Evaluation:
         """Train MSE on all of trainX (unrotated) and val accuracy of the whole clustering pipeline.
