@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
+import aeclust.predict
 from aeclust.cli import main
+from aeclust.cluster import Clustering, cluster_latents
 from aeclust.data import ImageSet
 from aeclust.metrics import accuracy_of
-from aeclust.pipeline import run
+from aeclust.pipeline import placed_by_train_cuts, run
 from aeclust.predict import predict
 from aeclust.presets import preset
 from aeclust.rundir import RunDir
+from aeclust.train import Evaluation
 
 
 def labels_in(path) -> list[int]:
@@ -62,6 +65,28 @@ def test_a_run_cut_by_whitened_kmeans_places_new_images_as_its_whitened_cuts_did
     val = predict(whitened.run_dir, images=ImageSet(name="val", train_images=small_set.val_images), write=False)
     np.testing.assert_array_equal(RunDir(whitened.run_dir).load_array("val_clusters"), val.clusters)
     assert whitened.metrics["val_accuracy"] == pytest.approx(accuracy_of(small_set.val_labels, val.clusters))
+
+
+def test_val_is_placed_by_the_whitenings_the_train_clustering_fitted_not_by_fitting_them_again(monkeypatch):
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], 150)
+    train_latents = (rng.normal(size=(300, 12, 2, 2)) + 1.5 * groups[:, None, None, None]).astype(np.float32)
+    val_latents = (rng.normal(size=(60, 12, 2, 2)) + 1.5 * groups[::5, None, None, None]).astype(np.float32)
+    config = tiny_config(epochs=1)
+    config.cluster = preset("contrastive").cluster
+    config.cluster.clusterer = "whitened-kmeans"
+    evaluation = Evaluation(1, train_latents, 0.0, val_latents)
+    train = cluster_latents(train_latents, config.cluster, config.seed)
+    assert train.whitened is not None and accuracy_of(groups, train.clusters) > 0.9
+    refitted = placed_by_train_cuts(evaluation, Clustering(train.features, train.embedding, train.clusters), config)
+
+    def fitted_again(*args):
+        raise AssertionError("the whitenings were fitted again")
+
+    monkeypatch.setattr(aeclust.predict, "whitened_cuts", fitted_again)
+    kept = placed_by_train_cuts(evaluation, train, config)
+    np.testing.assert_array_equal(kept.clusters, refitted.clusters)  # the same seed fitted the same cuts
+    assert accuracy_of(groups[::5], kept.clusters) > 0.9
 
 
 def test_a_study_run_assigns_new_images_to_its_clusters(small_set, embedded, tmp_path):

@@ -244,6 +244,8 @@ class Clustering:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: reduce, embed, choose_k, cluster
     k_selection: KSelection | None = None  # how k was chosen, when the configuration left it to the data
     clusterer_choice: ClustererChoice | None = None  # which clusterer the "auto" clusterer took, and why
+    # whitened-kmeans's whitenings and cuts (see :func:`whitened_cuts`), by which other images are placed as these were
+    whitened: tuple[list[PCA], list[np.ndarray]] | None = None
 
     @property
     def clusterer(self) -> str | None:
@@ -251,12 +253,18 @@ class Clustering:
         return None if self.clusterer_choice is None else self.clusterer_choice.chosen
 
 
-def embedded_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-    """The clustering stage before its cut: the latents' features after the reducer, their embedding, and when
-    (``time.perf_counter``) the reducer finished."""
+def embedded_latents(
+    latents: np.ndarray, config: ClusterConfig, seed: int = 0, seconds: dict[str, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clustering stage before its cut: the latents' features after the reducer, and their embedding. The time
+    each took is recorded in ``seconds`` (as "reduce" and "embed") when it is given."""
+    started = time.perf_counter()
     reduced = reduce(latent_features(latents, config.latent, config.scaling), config, seed)
     reduced_at = time.perf_counter()
-    return reduced, embed_2d(reduced, config, seed), reduced_at
+    embedding = embed_2d(reduced, config, seed)
+    if seconds is not None:
+        seconds.update(reduce=reduced_at - started, embed=time.perf_counter() - reduced_at)
+    return reduced, embedding
 
 
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:
@@ -265,18 +273,25 @@ def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -
     With ``config.k`` = :data:`AUTO_K`, k is first chosen on the points the clusterer sees (``config.k_criterion``
     over ``config.k_min..k_max``).
     """
-    started = time.perf_counter()
-    reduced, embedding, reduced_at = embedded_latents(latents, config, seed)
+    seconds: dict[str, float] = {}
+    reduced, embedding = embedded_latents(latents, config, seed, seconds)
     embedded_at = time.perf_counter()
     selection = None
     if config.k == AUTO_K:
         selection = choose_k(embedding, config.k_min, config.k_max, config.k_criterion, seed)
     chosen_at = time.perf_counter()
     k = config.k if selection is None else selection.chosen
-    choice = choose_clusterer(embedding, k, seed) if config.clusterer == "auto" else None
-    clusters = choice.clusters if choice is not None else cluster(embedding, k, config.clusterer, seed)
-    seconds = {"reduce": reduced_at - started, "embed": embedded_at - reduced_at}
+    choice, whitened = None, None
+    if config.clusterer == "auto":
+        choice = choose_clusterer(embedding, k, seed)
+        clusters = choice.clusters
+    elif config.clusterer == WHITENED_KMEANS:  # its whitenings kept, to place val by without fitting them again
+        check_k(k, len(embedding))
+        whitened = whitened_cuts(embedding, k, seed)
+        clusters = whitened_vote(whitened[1], k).astype(np.int64)
+    else:
+        clusters = cluster(embedding, k, config.clusterer, seed)
     if selection is not None:
         seconds["choose_k"] = chosen_at - embedded_at
     seconds["cluster"] = time.perf_counter() - chosen_at
-    return Clustering(reduced, embedding, clusters, seconds, selection, choice)
+    return Clustering(reduced, embedding, clusters, seconds, selection, choice, whitened)

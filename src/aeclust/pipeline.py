@@ -255,10 +255,7 @@ def replan_run(
 ) -> BudgetPlan:
     """``plan`` made again from the first epoch's real time (see :func:`replan_after_first_epoch`)."""
     again = replan_after_first_epoch(plan, config, *image_counts(images), epoch_seconds, spent_seconds)
-    again = engine.broadcast(again if engine.is_main else None)  # each process timed its own epoch; main decides
-    first = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
-    log(f"planned again from the first epoch: {again.describe()}; the first plan had {first}")
-    return again
+    return adopted(plan, again, engine, "from the first epoch", "the first plan")
 
 
 def replan_run_midway(
@@ -279,9 +276,14 @@ def replan_run_midway(
     again = replan_midway(
         plan, config, *image_counts(images), epochs_done, mean_train, mean_history, clock.spent()
     )  # fmt: skip
+    return adopted(plan, again, engine, f"after epoch {epochs_done}", "the plan before")
+
+
+def adopted(plan: BudgetPlan, again: BudgetPlan, engine: Engine, when: str, earlier: str) -> BudgetPlan:
+    """The main process's new plan, taken by every process (each timed its own epochs; main decides), and said."""
     again = engine.broadcast(again if engine.is_main else None)
-    before = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
-    log(f"planned again after epoch {epochs_done}: {again.describe()}; the plan before had {before}")
+    epochs_before = "the same epochs" if again.epochs == plan.epochs else f"{plan.epochs} epochs"
+    log(f"planned again {when}: {again.describe()}; {earlier} had {epochs_before}")
     return again
 
 
@@ -314,15 +316,16 @@ def load_in_turn(config: RunConfig, engine: Engine) -> ImageSet:
     return images
 
 
-def placed_by_train_cuts(evaluation: Evaluation, train_clusters: np.ndarray, config: RunConfig) -> Clustering:
+def placed_by_train_cuts(evaluation: Evaluation, train_clustering: Clustering, config: RunConfig) -> Clustering:
     """The val images placed in the train images' whitened-kmeans clusters, as `aeclust predict` places new ones.
 
     Val cut on its own, as the study cuts it, went astray under whitened-kmeans: a 16-dimension whitening fitted to
     500 points gave 0.670 where the train images' cut gave 0.828 (docs/results.md, section 23), and the refinement's
     val is placed by the train's clusters too.
     """
-    features, embedding, _ = embedded_latents(evaluation.val_latents, config.cluster, config.seed)
-    clusters, _ = CentreAssigner(evaluation.train_latents, train_clusters, config)(evaluation.val_latents)
+    features, embedding = embedded_latents(evaluation.val_latents, config.cluster, config.seed)
+    assign = CentreAssigner(evaluation.train_latents, train_clustering.clusters, config, train_clustering.whitened)
+    clusters, _ = assign(evaluation.val_latents)
     return Clustering(features, embedding, clusters)
 
 
@@ -385,7 +388,7 @@ def cluster_refine_and_write(
     # From here the clusterer is the one "auto" chose: val is cut by it, and the refiner holds its sizes by it.
     config = replace(config, cluster=replace(config.cluster, k=chosen_k, clusterer=chosen_clusterer))
     if images.has_val and engine.is_main and config.cluster.clusterer == WHITENED_KMEANS:
-        val_clustering = placed_by_train_cuts(evaluation, train_clustering.clusters, config)
+        val_clustering = placed_by_train_cuts(evaluation, train_clustering, config)
     elif images.has_val and val_clustering is None and engine.is_main:
         val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
     if config.refine.total_epochs > 0:

@@ -50,7 +50,15 @@ class Prediction:
 class CentreAssigner:
     """The nearest of a run's cluster centres, in the feature space its clustering stage started from."""
 
-    def __init__(self, train_latents: np.ndarray, train_clusters: np.ndarray, config: RunConfig) -> None:
+    def __init__(
+        self,
+        train_latents: np.ndarray,
+        train_clusters: np.ndarray,
+        config: RunConfig,
+        whitened: tuple[list[PCA], list[np.ndarray]] | None = None,
+    ) -> None:
+        """``whitened``: a whitened-kmeans run's whitenings and cuts, as its clustering stage kept them
+        (:attr:`aeclust.cluster.Clustering.whitened`); without them they are fitted again as the run fitted them."""
         cluster = config.cluster
         if cluster.latent not in LATENT_MODES or cluster.scaling not in SCALINGS:
             raise ConfigError(f"latent mode {cluster.latent!r} or scaling {cluster.scaling!r} unknown to this aeclust")
@@ -64,7 +72,7 @@ class CentreAssigner:
         if cluster.clusterer == WHITENED_KMEANS and cluster.reducer == "none" and cluster.embedder == "none":
             # Each cut made again as the run made it (the same seed), so that each space has its own cut's centres
             # and the train images are placed as they were, not by the vote's centres in spaces it was not cut in.
-            self.spaces, cuts = whitened_cuts(features, self.k, config.seed)
+            self.spaces, cuts = whitened if whitened is not None else whitened_cuts(features, self.k, config.seed)
             cuts = [align_to(train_clusters, cut, self.k) for cut in cuts]
         self.centres = [self.centres_of(self.placed(features, space), cut) for space, cut in zip(self.spaces, cuts)]
 
