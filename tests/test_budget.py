@@ -38,6 +38,7 @@ from aeclust.errors import ConfigError
 from aeclust.pipeline import run
 from aeclust.presets import MODELS, preset
 from aeclust.rundir import RunDir
+from aeclust.train import schedule_epochs
 
 TINY_CLI = Path(__file__).parent / "tiny_cli.py"
 TIMEOUT = 600
@@ -166,7 +167,8 @@ def history_seconds(plan: BudgetPlan) -> float:
 
 
 def midway(plan: BudgetPlan, step_seconds: float) -> BudgetPlan:
-    """``plan`` made again after its midway epoch, its epochs having each trained at ``step_seconds`` a batch."""
+    """``plan`` made again after its next midway epoch, its epochs having each trained at ``step_seconds`` a
+    batch."""
     at, after_each = midway_epoch(plan), history_seconds(plan) + SPEEDS.checkpoint_seconds
     spent = 12.0 + at * (epoch_seconds_at(step_seconds) + after_each) - after_each  # its last history not yet taken
     config = preset("contrastive")
@@ -188,15 +190,36 @@ def test_a_plan_made_again_midway_follows_the_epochs_real_time():
             assert epoch == pytest.approx(epoch_seconds_at(step) + history_seconds(plan) + SPEEDS.checkpoint_seconds)
             # fills what is left: one more epoch would not fit
             assert again.estimate["total"] <= target < again.estimate["total"] + epoch
-            assert again.replanned_after == midway_epoch(plan) and again.epochs_before_replan == plan.epochs
-            assert f"train.replanned_after={again.replanned_after}" in again.settings()
+            assert again.replanned_after == (midway_epoch(plan),) and again.epochs_before_replan == (plan.epochs,)
+            assert f"train.replanned_after={midway_epoch(plan)}" in again.settings()
             assert f"train.epochs_before_replan={plan.epochs}" in again.settings()
-            assert f"up to {again.replanned_after}" in again.describe()
-            assert midway_epoch(again) == 0  # once
+            assert f"up to {midway_epoch(plan)}" in again.describe()
     same = plan_for(20)
     kept = midway(same, 0.95)
     if kept.epochs == same.epochs:
-        assert kept.epochs_before_replan == 0
+        assert kept.epochs_before_replan == (0,)
+
+
+def test_a_plan_is_made_again_once_more_two_thirds_of_the_way_and_then_no_more():
+    plan = plan_for(5)
+    first = midway(plan, 0.95)  # as expected, then the machine speeds up by a fifth (docs/results.md, section 25)
+    second_at = midway_epoch(first)
+    assert second_at == round(first.epochs * 2 / 3) > first.replanned_after[0]
+    second = midway(first, 0.95 / 1.25)
+    assert second.epochs > first.epochs and second.replanned_after == (first.replanned_after[0], second_at)
+    assert second.epochs_before_replan == (first.epochs_before_replan[0], first.epochs)
+    assert f"train.replanned_after={first.replanned_after[0]},{second_at}" in second.settings()
+    assert f"up to {second_at}" in second.describe()
+    assert midway_epoch(second) == 0  # twice, no more
+    # The schedule each epoch followed: the plan in force up to each midway epoch, then the last.
+    train = second.apply(preset("contrastive")).train
+    laid_out = [schedule_epochs(train, epoch) for epoch in range(1, second.epochs + 1)]
+    before_first = first.epochs_before_replan[0] or first.epochs
+    assert laid_out == (
+        [before_first] * first.replanned_after[0]
+        + [first.epochs] * (second_at - first.replanned_after[0])
+        + [second.epochs] * (second.epochs - second_at)
+    )
 
 
 def test_a_midway_plan_keeps_the_epochs_done_and_may_change_the_clusterer():
@@ -221,7 +244,7 @@ def test_a_plan_saved_before_plans_were_made_again_reads_as_never_made_again(tmp
     (tmp_path / "budget.json").write_text(json.dumps(saved))
     plan = BudgetPlan.load(tmp_path / "budget.json")
     assert plan == plan_for(5) and plan.first_epoch_step_seconds == 0.0 and plan.provisional_epochs == 0
-    assert plan.replanned_after == plan.epochs_before_replan == 0
+    assert plan.replanned_after == plan.epochs_before_replan == ()
     assert plan.clusterer == ""  # a plan from before plans chose a clusterer chose none
 
 
@@ -231,8 +254,8 @@ def test_the_plan_round_trips_and_repeats_as_settings(tmp_path):
             plan_for(minutes), preset("contrastive"), 8500, 500, epoch_seconds_at(0.8), 12.0
         )
         assert plan.provisional_epochs  # made again, to a plan of other epochs
-        plan = midway(plan, 0.7)
-        assert plan.epochs_before_replan  # and again midway
+        plan = midway(midway(plan, 0.7), 0.6)
+        assert len(plan.epochs_before_replan) == 2 and plan.epochs_before_replan[1]  # and twice midway
         plan.save(tmp_path / "budget.json")
         assert BudgetPlan.load(tmp_path / "budget.json") == plan
         config = plan.apply(preset("contrastive"))
@@ -297,7 +320,7 @@ def test_a_killed_budgeted_run_resumes_its_plan(small_hw9_dir, tmp_path):
     assert (final.provisional_epochs, final.first_epoch_step_seconds) == (
         plan.provisional_epochs, plan.first_epoch_step_seconds
     )  # fmt: skip
-    assert final.epochs == plan.epochs or final.epochs_before_replan == plan.epochs
+    assert final.epochs == plan.epochs or plan.epochs in final.epochs_before_replan
     assert metrics["epochs"] == final.epochs and metrics["budget"]["settings"] == final.settings()
     plan = final
 

@@ -128,7 +128,7 @@ def test_default_threads_follow_the_cores_this_process_may_use(monkeypatch):
         torch.set_num_threads(before)
 
 
-def onecycle_config(epochs: int, provisional: int = 0, replanned_after: int = 0, before_replan: int = 0):
+def onecycle_config(epochs: int, provisional: int = 0, replanned_after: tuple = (), before_replan: tuple = ()):
     config = tiny_config(epochs=epochs)
     config.train.schedule, config.train.provisional_epochs = "onecycle", provisional
     config.train.replanned_after, config.train.epochs_before_replan = replanned_after, before_replan
@@ -208,33 +208,36 @@ def test_a_run_planned_again_after_its_first_epoch_is_repeated_by_its_settings_a
 
 
 def test_a_run_planned_again_midway_is_repeated_by_its_settings_and_resumes_from_before_that_plan(small_set, tmp_path):
-    # planned 3 epochs after the first, then 4 after the second: the schedule is laid out three times
+    # planned 3 epochs after the first, 4 after the second and 5 after the third: the schedule is laid out four times
     replanned = Trainer(onecycle_config(2), small_set, tmp_path / "replanned")
 
     def replan(config, epoch, seconds):
         if epoch == 1:
             config.train.epochs, config.train.provisional_epochs = 3, 2
         elif epoch == 2:
-            config.train.epochs, config.train.replanned_after, config.train.epochs_before_replan = 4, 2, 3
+            config.train.epochs, config.train.replanned_after, config.train.epochs_before_replan = 4, (2,), (3,)
+        elif epoch == 3:
+            config.train.epochs, config.train.replanned_after, config.train.epochs_before_replan = 5, (2, 3), (3, 4)
         return config
 
     replanned.replan = replan
-    assert [r.epoch for r in replanned.fit()] == [1, 2, 3, 4]
-    settings = dict(provisional=2, replanned_after=2, before_replan=3)
-    repeated = Trainer(onecycle_config(4, **settings), small_set, tmp_path / "repeated")
+    assert [r.epoch for r in replanned.fit()] == [1, 2, 3, 4, 5]
+    settings = dict(provisional=2, replanned_after=(2, 3), before_replan=(3, 4))
+    repeated = Trainer(onecycle_config(5, **settings), small_set, tmp_path / "repeated")
     repeated.fit()
     assert all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(repeated)))
-    once_only = Trainer(onecycle_config(4, provisional=2), small_set, tmp_path / "once")
+    once_only = Trainer(onecycle_config(5, provisional=2, replanned_after=(2,), before_replan=(3,)), small_set,
+                        tmp_path / "once")
     once_only.fit()
     assert not all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(once_only)))
 
     # Stopped after epoch 1, whose checkpoint holds the plan before the midway one (3 epochs), with the settings
     # already written as the midway plan left them: it continues the saved schedule, and then that plan's.
     stopped_after_epoch_1(onecycle_config(3, provisional=2), small_set, tmp_path / "stopped")
-    resumed = Trainer(onecycle_config(4, **settings), small_set, tmp_path / "stopped")
+    resumed = Trainer(onecycle_config(5, **settings), small_set, tmp_path / "stopped")
     assert resumed.resume() and resumed.epoch == 1
     resumed.fit()
     assert all(torch.equal(a, b) for a, b in zip(weights(replanned), weights(resumed)))
     # a one-cycle run asked to run longer than its saved schedule still cannot
     with pytest.raises(ConfigError, match="cannot be extended"):
-        Trainer(onecycle_config(5, **settings), small_set, tmp_path / "stopped").resume()
+        Trainer(onecycle_config(6, **settings), small_set, tmp_path / "stopped").resume()

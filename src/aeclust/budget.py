@@ -8,10 +8,11 @@ it, the refinement; a plan that trains long enough clusters on whitened dimensio
 (:func:`whitens_instead_of_refining`). After the first epoch, :func:`replan_after_first_epoch` plans again from
 that epoch's real time: a few steps timed while the machine was briefly slower (or faster) than it then runs would
 otherwise set every epoch after them (docs/results.md, sections 19–20); and a third of the way through,
-:func:`replan_midway` plans the rest from the epochs' own mean time, since later epochs drift from the first's
-(section 24). The plan is written into the run's settings
-(``config.json``) and ``budget.json``, so a resumed run continues the same plan and the same seed with the same
-plan gives the same clusters; ``budget.json`` also lists the settings that repeat the plan without measuring.
+:func:`replan_midway` plans the rest from the epochs' own mean time, and again two thirds of the way, since later
+epochs drift from the first's and a machine's speed can change part-way through (sections 24–25). The plan is
+written into the run's settings (``config.json``) and ``budget.json``, so a resumed run continues the same plan
+and the same seed with the same plan gives the same clusters; ``budget.json`` also lists the settings that repeat
+the plan without measuring.
 
 What does not grow: the model's width and its views' size. Wider models and full-size views cost more per
 epoch than they gave back in accuracy within the times measured (docs/results.md, sections 11–12); epochs are
@@ -37,7 +38,7 @@ from torch import nn
 
 from aeclust.augment import contrastive_view
 from aeclust.cluster import WHITENED_KMEANS, cluster_latents
-from aeclust.config import AUTO_K, RefineConfig, RunConfig
+from aeclust.config import AUTO_K, RefineConfig, RunConfig, read_replans, setting_text
 from aeclust.data import ImageSet
 from aeclust.data.batches import images_at
 from aeclust.engine import Engine
@@ -80,8 +81,10 @@ PLANNED_SETTINGS = (
     "train.epochs_before_replan",
 )  # fmt: skip
 # The run plans once more after this share of its epochs, from their real time (an epoch's time drifts from the
-# first's: docs/results.md, sections 22 and 24), where it has at least MIDWAY_FROM_EPOCHS.
-MIDWAY_SHARE = 1 / 3
+# first's: docs/results.md, sections 22 and 24), and once more after this share, since a machine's speed can
+# change part-way through (section 25: a run's epochs sped up by a fifth after its first midway plan), where it has
+# at least MIDWAY_FROM_EPOCHS.
+MIDWAY_SHARES = (1 / 3, 2 / 3)
 MIDWAY_FROM_EPOCHS = 6
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
@@ -132,11 +135,12 @@ class BudgetPlan:
     first_epoch_step_seconds: float = 0.0
     provisional_epochs: int = 0
     clusterer: str = ""  # the clusterer the plan chose in place of "auto" ("": none chosen)
-    # Once planned again midway (:func:`replan_midway`): after which epoch, a whole epoch's mean time up to it, and
-    # the epochs the plan before gave, which laid out the schedule up to it, where the two differ (0: they agree).
-    replanned_after: int = 0
+    # Each time planned again midway (:func:`replan_midway`): after which epoch; the last time, a whole epoch's mean
+    # time up to it; and each time, the epochs the plan before gave, which laid out the schedule up to it, where
+    # they differ from the new plan's (0: they agree).
+    replanned_after: tuple[int, ...] = ()
     midway_epoch_seconds: float = 0.0
-    epochs_before_replan: int = 0
+    epochs_before_replan: tuple[int, ...] = ()
 
     def settings(self) -> list[str]:
         """The ``--set`` items that repeat this plan exactly, without measuring."""
@@ -145,7 +149,7 @@ class BudgetPlan:
             self.epochs_before_replan,
         )  # fmt: skip
         chosen = [f"cluster.clusterer={self.clusterer}"] if self.clusterer else []
-        return [f"{name}={value}" for name, value in zip(PLANNED_SETTINGS, values)] + chosen
+        return [f"{name}={setting_text(value)}" for name, value in zip(PLANNED_SETTINGS, values)] + chosen
 
     def apply(self, config: RunConfig) -> RunConfig:
         return replace(
@@ -163,7 +167,8 @@ class BudgetPlan:
         step = self.first_epoch_step_seconds or self.speeds.train_step_seconds
         timed = "in the first epoch" if self.first_epoch_step_seconds else "measured"
         if self.midway_epoch_seconds:
-            timed = f"in the first epoch; epochs took {self.midway_epoch_seconds:.1f}s up to {self.replanned_after}"
+            epoch = self.replanned_after[-1]
+            timed = f"in the first epoch; epochs took {self.midway_epoch_seconds:.1f}s up to {epoch}"
         clustering = f"clusters by {self.clusterer}" if self.clusterer else f"{self.refine_epochs} refinement epochs"
         return (
             f"budget {format_duration(self.budget_seconds)}: {self.epochs} epochs at about "
@@ -184,21 +189,22 @@ class BudgetPlan:
             "first_epoch_step_seconds": self.first_epoch_step_seconds,
             "provisional_epochs": self.provisional_epochs,
             "clusterer": self.clusterer,
-            "replanned_after": self.replanned_after,
+            "replanned_after": list(self.replanned_after),
             "midway_epoch_seconds": self.midway_epoch_seconds,
-            "epochs_before_replan": self.epochs_before_replan,
+            "epochs_before_replan": list(self.epochs_before_replan),
         }
 
     @classmethod
     def from_dict(cls, values: dict) -> BudgetPlan:
+        replans = read_replans(values)
         return cls(
             values["budget_seconds"], Speeds(**values["speeds"]), values["epochs"], values["mse_every"],
             values["refine_epochs"], dict(values["estimate_seconds"]),
             # A plan saved before plans were made again after the first epoch (or midway) was never made again; one
             # saved before plans chose a clusterer chose none.
             values.get("first_epoch_step_seconds", 0.0), values.get("provisional_epochs", 0),
-            values.get("clusterer", ""), values.get("replanned_after", 0), values.get("midway_epoch_seconds", 0.0),
-            values.get("epochs_before_replan", 0),
+            values.get("clusterer", ""), replans["replanned_after"], values.get("midway_epoch_seconds", 0.0),
+            replans["epochs_before_replan"],
         )  # fmt: skip
 
     def save(self, path: Path) -> None:
@@ -390,10 +396,13 @@ def replan_after_first_epoch(
 
 
 def midway_epoch(plan: BudgetPlan) -> int:
-    """After which epoch a run on ``plan`` plans again from its epochs' real time (0: it does not)."""
-    if plan.epochs < MIDWAY_FROM_EPOCHS or plan.replanned_after:
+    """After which epoch a run on ``plan`` next plans again from its epochs' real time (0: it does not again)."""
+    done = len(plan.replanned_after)
+    if plan.epochs < MIDWAY_FROM_EPOCHS or done == len(MIDWAY_SHARES):
         return 0
-    return max(3, round(plan.epochs * MIDWAY_SHARE))
+    epoch = max(3, round(plan.epochs * MIDWAY_SHARES[done]))
+    after_last = not plan.replanned_after or epoch > plan.replanned_after[-1]
+    return epoch if after_last and epoch < plan.epochs else 0
 
 
 def replan_midway(
@@ -440,8 +449,8 @@ def replan_midway(
     estimate["total"] = sum(estimate.values())
     return replace(
         plan, epochs=epochs, refine_epochs=refine_epochs, clusterer=clusterer, estimate=estimate,
-        replanned_after=epochs_done, midway_epoch_seconds=epoch_seconds,
-        epochs_before_replan=plan.epochs if epochs != plan.epochs else 0,
+        replanned_after=(*plan.replanned_after, epochs_done), midway_epoch_seconds=epoch_seconds,
+        epochs_before_replan=(*plan.epochs_before_replan, plan.epochs if epochs != plan.epochs else 0),
     )  # fmt: skip
 
 

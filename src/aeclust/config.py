@@ -75,11 +75,13 @@ class TrainConfig:
     # many epochs, and the rest of the schedule is laid out for ``epochs``; repeating such a run needs both.
     # 0: the schedule is laid out for ``epochs`` from the start.
     provisional_epochs: int = 0
-    # It plans once more, a third of the way through, from the epochs' real time so far (an epoch's time drifts from
-    # the first's). Where that changed its epochs, the epochs up to ``replanned_after`` (after the first, where
-    # ``provisional_epochs`` is set) followed a schedule laid out for ``epochs_before_replan``. 0: not so planned.
-    replanned_after: int = 0
-    epochs_before_replan: int = 0
+    # It plans again a third and two thirds of the way through, from the epochs' real time so far (an epoch's time
+    # drifts from the first's), after each epoch ``replanned_after`` lists. The epochs up to each of those (and
+    # after the one before; the first epoch aside, where ``provisional_epochs`` is set) followed the schedule laid
+    # out for the matching ``epochs_before_replan``, where 0 says: for as many as the plan after it. Empty: not so
+    # planned.
+    replanned_after: tuple[int, ...] = ()
+    epochs_before_replan: tuple[int, ...] = ()
 
 
 @dataclass
@@ -166,6 +168,7 @@ class RunConfig:
         if version != FORMAT_VERSION:
             raise ConfigError(f"configuration format version {version}; expected {FORMAT_VERSION}")
         values["cluster"] = _migrate_cluster(dict(values.get("cluster", {})))
+        values["train"] = read_replans(values.get("train", {}))
         sections = {"model": ModelConfig, "train": TrainConfig, "cluster": ClusterConfig, "refine": RefineConfig}
         for key, section in sections.items():
             values[key] = _build(section, values.get(key, {}), key)
@@ -195,6 +198,18 @@ def _migrate_cluster(cluster: dict[str, Any]) -> dict[str, Any]:
         standardize = cluster.pop("standardize")
         cluster.setdefault("scaling", "standardize" if standardize else "none")
     return cluster
+
+
+def read_replans(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (a train section, or a saved budget plan) with its midway plans' epochs as tuples. Those saved
+    before a run could plan again more than once midway hold a number each (0: not planned again)."""
+    values = dict(values)
+    after = values.get("replanned_after", ())
+    before = values.get("epochs_before_replan", ())
+    if isinstance(after, int):
+        after, before = ((after,), (before,)) if after else ((), ())
+    values["replanned_after"], values["epochs_before_replan"] = tuple(after), tuple(before)
+    return values
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:
@@ -237,6 +252,11 @@ def with_settings(config: RunConfig, settings: list[str]) -> RunConfig:
     return changed
 
 
+def setting_text(value: Any) -> str:
+    """A setting's value as ``--set`` takes it back: a tuple's items comma-separated."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def parse_k(text: str) -> int:
     """A number of clusters as the user writes it: a whole number of at least 2, or ``auto`` (:data:`AUTO_K`)."""
     if text.strip().lower() == "auto":
@@ -265,8 +285,10 @@ def _parse_setting(path: str, text: str, current: Any) -> Any:
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             return text.lower() in ("true", "1")
-        if isinstance(current, tuple):
-            return tuple(type(current[0])(part) for part in text.split(","))
+        if isinstance(current, tuple):  # an empty one is a budget's record of epochs (TrainConfig's replans)
+            if not text.strip():
+                return ()
+            return tuple((type(current[0]) if current else int)(part) for part in text.split(","))
         if current is None:  # an optional number left unset
             return float(text)
         return type(current)(text)

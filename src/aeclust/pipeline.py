@@ -24,7 +24,7 @@ from aeclust.budget import (
 )
 from aeclust.choose_k import K_CRITERIA, check_k_range
 from aeclust.cluster import CLUSTERERS, WHITENED_KMEANS, Clustering, cluster_latents, embedded_latents
-from aeclust.config import AUTO_K, RunConfig, with_settings
+from aeclust.config import AUTO_K, RunConfig, setting_text, with_settings
 from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS
 from aeclust.engine import Engine, resolve_device, start_engine
@@ -95,14 +95,22 @@ def check_config(config: RunConfig, images: ImageSet) -> None:
     check_views(config.model)
     train = config.train
     non_negative = (
-        train.mse_every, train.val_every, train.provisional_epochs, train.replanned_after, train.epochs_before_replan
+        train.mse_every, train.val_every, train.provisional_epochs, *train.replanned_after, *train.epochs_before_replan
     )  # fmt: skip
+    replans = (
+        f"replanned_after={setting_text(train.replanned_after)}, "
+        f"epochs_before_replan={setting_text(train.epochs_before_replan)}"
+    )
     if train.epochs < 0 or train.batch_size < 1 or train.lr <= 0 or min(non_negative) < 0:
         raise ConfigError(
             f"epochs={train.epochs}, batch size={train.batch_size}, lr={train.lr}, mse_every={train.mse_every}, "
-            f"val_every={train.val_every}, provisional_epochs={train.provisional_epochs}, "
-            f"replanned_after={train.replanned_after}, epochs_before_replan={train.epochs_before_replan}: "
+            f"val_every={train.val_every}, provisional_epochs={train.provisional_epochs}, {replans}: "
             "expected epochs >= 0, batch size >= 1, lr > 0 and the others >= 0"
+        )
+    after = list(train.replanned_after)
+    if len(after) != len(train.epochs_before_replan) or after != sorted(set(after)) or 0 in after:
+        raise ConfigError(
+            f"{replans}: expected as many of each, and the epochs after which the run planned again rising from 1"
         )
     if config.budget_seconds < 0:
         raise ConfigError(f"budget {config.budget_seconds}s: expected a positive time, or 0 for none")

@@ -416,11 +416,12 @@ SCHEDULES = ("constant", "onecycle")
 
 def schedule_epochs(train: TrainConfig, epoch: int) -> int:
     """The epochs over which epoch ``epoch`` (from 1) of a one-cycle run followed its schedule: a budgeted run's
-    first plan for its first epoch, the plan after that until it planned again midway, then its last."""
+    first plan for its first epoch, then each plan until it planned again midway, then its last."""
     if epoch == 1 and train.provisional_epochs:
         return train.provisional_epochs
-    if train.epochs_before_replan and epoch <= train.replanned_after:
-        return train.epochs_before_replan
+    for index, replanned_after in enumerate(train.replanned_after):
+        if epoch <= replanned_after:  # the plan then in force; 0: its epochs were those of the plan after it
+            return next((epochs for epochs in train.epochs_before_replan[index:] if epochs), train.epochs)
     return train.epochs
 
 
