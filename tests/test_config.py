@@ -42,6 +42,7 @@ def test_settings_take_the_type_of_the_setting_they_change():
         ("model.temprature=0.2", "unknown setting 'model.temprature'"),
         ("train.epochs=five", "setting train.epochs: expected a value like 7, found 'five'"),
         ("model.rotation=yes", "expected true or false"),
+        ("model.widths=", "setting model.widths: expected a value like"),
     ],
 )
 def test_bad_settings_name_what_is_wrong(item, message):

@@ -279,14 +279,18 @@ def parse_k_range(text: str) -> tuple[int, int]:
         raise ConfigError(f"k range: expected LO:HI of whole numbers, e.g. 2:30, found {text!r}") from None
 
 
+# Settings that may be set to no items: a budget's record of its midway plans (TrainConfig).
+MAY_BE_EMPTY = ("train.replanned_after", "train.epochs_before_replan")
+
+
 def _parse_setting(path: str, text: str, current: Any) -> Any:
     try:
         if isinstance(current, bool):
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             return text.lower() in ("true", "1")
-        if isinstance(current, tuple):  # an empty one is a budget's record of epochs (TrainConfig's replans)
-            if not text.strip():
+        if isinstance(current, tuple):
+            if not text.strip() and path in MAY_BE_EMPTY:
                 return ()
             return tuple((type(current[0]) if current else int)(part) for part in text.split(","))
         if current is None:  # an optional number left unset
