@@ -247,7 +247,10 @@ def with_settings(config: RunConfig, settings: list[str]) -> RunConfig:
         if path == "cluster.k":  # a number or the word auto, as --k takes it
             value = parse_k(text)
         else:
-            value = None if optional and text.lower() == "none" else _parse_setting(path, text, getattr(section, key))
+            # A list whose default is empty (a budget's record of its midway plans) may be set to no items.
+            may_be_empty = fields[key].default == ()
+            unset = optional and text.lower() == "none"
+            value = None if unset else _parse_setting(path, text, getattr(section, key), may_be_empty)
         setattr(section, key, value)
     return changed
 
@@ -279,18 +282,14 @@ def parse_k_range(text: str) -> tuple[int, int]:
         raise ConfigError(f"k range: expected LO:HI of whole numbers, e.g. 2:30, found {text!r}") from None
 
 
-# Settings that may be set to no items: a budget's record of its midway plans (TrainConfig).
-MAY_BE_EMPTY = ("train.replanned_after", "train.epochs_before_replan")
-
-
-def _parse_setting(path: str, text: str, current: Any) -> Any:
+def _parse_setting(path: str, text: str, current: Any, may_be_empty: bool = False) -> Any:
     try:
         if isinstance(current, bool):
             if text.lower() not in ("true", "false", "1", "0"):
                 raise ValueError
             return text.lower() in ("true", "1")
         if isinstance(current, tuple):
-            if not text.strip() and path in MAY_BE_EMPTY:
+            if not text.strip() and may_be_empty:
                 return ()
             return tuple((type(current[0]) if current else int)(part) for part in text.split(","))
         if current is None:  # an optional number left unset
