@@ -61,6 +61,42 @@ def learned(run_dir: Path) -> list[tuple]:
     return [(row["epoch"], row["train_loss"], row["train_mse"], row["val_accuracy"]) for row in history(run_dir)]
 
 
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            after_name = stat.read_text().rsplit(")", 1)[1].split()  # the name may hold spaces and brackets
+        except (OSError, IndexError):
+            continue  # ended while being read
+        if int(after_name[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def kill_torchrun(launcher: subprocess.Popen) -> None:
+    """SIGKILL a torchrun launcher and its workers at once, as a machine going down would; then wait until none is
+    left. torchrun starts each worker in a session of its own, so killing the launcher's process group alone leaves
+    them training (and writing the run directory) on their own."""
+    workers = children(launcher.pid)
+    assert workers, "the launcher had no workers"
+    for worker in workers:  # each leads its own process group, with any data-loading processes it started
+        os.killpg(worker, signal.SIGKILL)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 30
+    while not all(gone(worker) for worker in workers):  # not our children: they cannot be waited for
+        assert time.monotonic() < deadline, "the killed workers did not end"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def two_processes(data_dir, tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("torchrun") / "run"
@@ -104,8 +140,8 @@ def test_a_killed_torchrun_run_resumes_exactly(two_processes, data_dir, tmp_path
     while not (out / "checkpoints" / "epoch_002.pt").exists() and process.poll() is None:
         assert time.monotonic() < deadline, "the run never reached its second epoch"
         time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both processes, at once
-    process.wait()
+    assert process.poll() is None, "the run ended before its second epoch was checkpointed"
+    kill_torchrun(process)
     assert not (out / "metrics.json").exists()
     run_aeclust(2, "--resume", str(out))
     assert learned(out) == learned(straight)

@@ -10,9 +10,10 @@ import aeclust.predict
 from aeclust.cli import main
 from aeclust.cluster import Clustering, cluster_latents
 from aeclust.data import ImageSet
+from aeclust.errors import RunDirError
 from aeclust.metrics import accuracy_of
-from aeclust.pipeline import placed_by_train_cuts, run
-from aeclust.predict import predict
+from aeclust.pipeline import placed_by_train_cuts, run, train_centres
+from aeclust.predict import CentreAssigner, predict
 from aeclust.presets import preset
 from aeclust.rundir import RunDir
 from aeclust.train import Evaluation
@@ -67,6 +68,34 @@ def test_a_run_cut_by_whitened_kmeans_places_new_images_as_its_whitened_cuts_did
     assert whitened.metrics["val_accuracy"] == pytest.approx(accuracy_of(small_set.val_labels, val.clusters))
 
 
+def test_a_run_without_a_refined_head_saves_its_centres_and_predict_needs_no_latents(small_set, tmp_path):
+    config = tiny_config(epochs=1)
+    config.cluster = preset("contrastive").cluster
+    config.cluster.clusterer = "whitened-kmeans"
+    finished = run(config, tmp_path / "whitened", images=small_set)
+    directory = RunDir(finished.run_dir)
+    assert directory.centres.is_file()
+    saved = CentreAssigner.load(directory.centres)
+    assert len(saved.spaces) == 3 and all(space is not None for space in saved.spaces)  # one per whitened cut
+    before = predict(finished.run_dir, images=small_set, write=False).clusters
+    directory.array("train_latents").unlink()  # neither read nor fitted again: the saved centres place them
+    np.testing.assert_array_equal(predict(finished.run_dir, images=small_set, write=False).clusters, before)
+    directory.centres.write_bytes(b"not an archive")
+    with pytest.raises(RunDirError, match=f"{directory.centres}: expected a run's cluster centres"):
+        predict(finished.run_dir, images=small_set, write=False)
+
+
+def test_a_run_from_before_runs_saved_centres_is_placed_by_its_latents(plain_run, small_set):
+    directory = RunDir(plain_run.run_dir)
+    saved = predict(plain_run.run_dir, images=small_set, write=False).clusters
+    kept = directory.centres.read_bytes()
+    directory.centres.unlink()
+    try:
+        np.testing.assert_array_equal(predict(plain_run.run_dir, images=small_set, write=False).clusters, saved)
+    finally:
+        directory.centres.write_bytes(kept)
+
+
 def test_val_is_placed_by_the_whitenings_the_train_clustering_fitted_not_by_fitting_them_again(monkeypatch):
     rng = np.random.default_rng(0)
     groups = np.repeat([0, 1], 150)
@@ -78,13 +107,14 @@ def test_val_is_placed_by_the_whitenings_the_train_clustering_fitted_not_by_fitt
     evaluation = Evaluation(1, train_latents, 0.0, val_latents)
     train = cluster_latents(train_latents, config.cluster, config.seed)
     assert train.whitened is not None
-    refitted = placed_by_train_cuts(evaluation, Clustering(train.features, train.embedding, train.clusters), config)
+    without = Clustering(train.features, train.embedding, train.clusters)
+    refitted = placed_by_train_cuts(evaluation, train_centres(evaluation, without, config), config)
 
     def fitted_again(*args):
         raise AssertionError("the whitenings were fitted again")
 
     monkeypatch.setattr(aeclust.predict, "whitened_cuts", fitted_again)
-    kept = placed_by_train_cuts(evaluation, train, config)
+    kept = placed_by_train_cuts(evaluation, train_centres(evaluation, train, config), config)
     np.testing.assert_array_equal(kept.clusters, refitted.clusters)  # the same seed fitted the same cuts
     assert set(kept.clusters) == {0, 1}
 

@@ -15,6 +15,7 @@ import pytest
 from aeclust.cli import main
 from aeclust.data import ImageSet, export_hw9
 from aeclust.presets import MODELS
+from aeclust.rundir import RunDir
 
 from tiny_cli import TINY_EPOCHS, tiny_preset
 
@@ -117,3 +118,16 @@ def test_the_same_seed_gives_the_same_prediction_from_the_cli(straight, hw9_300,
     reference = straight.result()
     assert (tmp_path / "again" / "prediction.csv").read_bytes() == (reference / "prediction.csv").read_bytes()
     assert metrics_without_timings(tmp_path / "again") == metrics_without_timings(reference)
+
+
+def test_a_run_directory_another_process_writes_is_neither_resumed_nor_replaced(hw9_300, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(MODELS, "tiny", tiny_preset)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "config.json").write_text("{}")  # never read: the directory is refused first
+    with RunDir(busy).held():  # as a run still going in another process holds it
+        assert main(["run", "--resume", str(busy)]) == 2
+        assert main(["run", "--data", str(hw9_300), *OPTIONS, "--out", str(busy), "--force"]) == 2
+    errors = capsys.readouterr().err
+    assert errors.count(f"{busy}: another aeclust process is writing this run directory") == 2, errors
+    assert [p.name for p in busy.iterdir()] == ["config.json"] and (busy / "config.json").read_text() == "{}"

@@ -120,12 +120,25 @@ def vote(cuts: list[np.ndarray], k: int) -> np.ndarray:
     return np.where(tied, cuts[0], winners)
 
 
-def whitened_cuts(points: np.ndarray, k: int, seed: int) -> tuple[list[PCA], list[np.ndarray]]:
-    """k-means on ``points`` whitened to each of :data:`WHITENED_CUTS` dimensions: the whitenings, fitted to
-    ``points`` (to place other points as these were), and the cuts, numbered as the first."""
+@dataclass
+class WhitenedCuts:
+    """whitened-kmeans's cuts of some points, and the whitenings they were cut in, fitted to those points: by them
+    other points are placed as these were (:class:`aeclust.predict.CentreAssigner`)."""
+
+    spaces: list[PCA]  # one per number of :data:`WHITENED_CUTS` dimensions
+    cuts: list[np.ndarray]  # one per space, numbered as the first
+
+    def vote(self, k: int) -> np.ndarray:
+        """Each point's cluster by most cuts (:func:`whitened_vote`)."""
+        return whitened_vote(self.cuts, k).astype(np.int64)
+
+
+def whitened_cuts(points: np.ndarray, k: int, seed: int) -> WhitenedCuts:
+    """k-means on ``points`` whitened to each of :data:`WHITENED_CUTS` dimensions."""
+    check_k(k, len(points))
     spaces = [whitening(dimensions, points, seed) for dimensions in WHITENED_CUTS]
     cuts = [kmeans_labels(space.fit_transform(points).astype(np.float32), k, seed) for space in spaces]
-    return spaces, [cuts[0]] + [align_to(cuts[0], cut, k) for cut in cuts[1:]]
+    return WhitenedCuts(spaces, [cuts[0]] + [align_to(cuts[0], cut, k) for cut in cuts[1:]])
 
 
 def _whitened_kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -139,7 +152,7 @@ def _whitened_kmeans(points: np.ndarray, k: int, seed: int) -> np.ndarray:
     trained a few epochs only, one cut can follow a direction not yet formed, and the refinement does better.
     scikit-learn has the whitening and k-means, not the vote.
     """
-    return whitened_vote(whitened_cuts(points, k, seed)[1], k)
+    return whitened_cuts(points, k, seed).vote(k)
 
 
 def whitened_vote(cuts: list[np.ndarray], k: int) -> np.ndarray:
@@ -244,8 +257,7 @@ class Clustering:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: reduce, embed, choose_k, cluster
     k_selection: KSelection | None = None  # how k was chosen, when the configuration left it to the data
     clusterer_choice: ClustererChoice | None = None  # which clusterer the "auto" clusterer took, and why
-    # whitened-kmeans's whitenings and cuts (see :func:`whitened_cuts`), by which other images are placed as these were
-    whitened: tuple[list[PCA], list[np.ndarray]] | None = None
+    whitened: WhitenedCuts | None = None  # whitened-kmeans's, by which other images are placed as these were
 
     @property
     def clusterer(self) -> str | None:
@@ -286,9 +298,8 @@ def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -
         choice = choose_clusterer(embedding, k, seed)
         clusters = choice.clusters
     elif config.clusterer == WHITENED_KMEANS:  # its whitenings kept, to place val by without fitting them again
-        check_k(k, len(embedding))
         whitened = whitened_cuts(embedding, k, seed)
-        clusters = whitened_vote(whitened[1], k).astype(np.int64)
+        clusters = whitened.vote(k)
     else:
         clusters = cluster(embedding, k, config.clusterer, seed)
     if selection is not None:

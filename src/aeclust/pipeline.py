@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import time
@@ -27,7 +28,7 @@ from aeclust.cluster import CLUSTERERS, WHITENED_KMEANS, Clustering, cluster_lat
 from aeclust.config import AUTO_K, RunConfig, setting_text, with_settings
 from aeclust.data import ImageSet, load_images
 from aeclust.embed import LATENT_MODES, SCALINGS
-from aeclust.engine import Engine, resolve_device, start_engine
+from aeclust.engine import Engine, resolve_device, start_engine, torchrun_world
 from aeclust.errors import ConfigError, RunDirError, unknown_name
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.models import ARCHITECTURES
@@ -122,8 +123,12 @@ def prepare_run_dir(
     resume: bool,
     force: bool,
     machine: dict[str, Any] | None = None,
+    hold: contextlib.ExitStack | None = None,
 ) -> tuple[RunConfig, Path]:
-    """Pick the run directory and settle the configuration: a resumed run keeps the one it was started with."""
+    """Pick the run directory and settle the configuration: a resumed run keeps the one it was started with.
+
+    Given ``hold``, this process holds the directory (:meth:`RunDir.held`) until ``hold`` closes, from before
+    anything in it is read or replaced: a directory another process still writes is refused."""
     if resume:
         run_dir = RunDir(out if out is not None else Path())
         if out is None or not run_dir.config.is_file():
@@ -131,6 +136,8 @@ def prepare_run_dir(
             raise RunDirError(
                 f"{where}: expected a run directory holding {run_dir.config.name} to resume, found none"
             )
+        if hold is not None:
+            hold.enter_context(run_dir.held())
         saved = run_dir.read_config()
         if config.train.epochs > saved.train.epochs:  # continuing a finished run for more epochs is allowed
             saved.train.epochs = config.train.epochs
@@ -146,10 +153,13 @@ def prepare_run_dir(
             raise RunDirError(
                 f"{run_dir.path}: --force replaces only an aeclust run directory; this one holds other files"
             )
-        shutil.rmtree(run_dir.path)
+        with run_dir.held() if hold is not None else contextlib.nullcontext():  # not a run still being written
+            shutil.rmtree(run_dir.path)
         run_dir.path.mkdir(parents=True)
     else:
         run_dir = RunDir.create_new(out, config.model_name)
+    if hold is not None:
+        hold.enter_context(run_dir.held())
     return config, run_dir.path
 
 
@@ -172,79 +182,84 @@ def run(
     command line passes the moment it started, so a budget counts the time spent importing too.
     """
     started = started if started is not None else time.perf_counter()
-    if resume:  # the saved settings say which data to load
-        config, run_dir = prepare_run_dir(config, out, resume, force, resume_machine)
-    check_names(config)
-    engine = start_engine(config.device)
-    timings: dict[str, float] = {}
-    mark = time.perf_counter()
-    images = images if images is not None else load_in_turn(config, engine)
-    timings["load_seconds"] = time.perf_counter() - mark
-    check_config(config, images)
-    plan = None
-    # A plan made again after the first epoch starts from the settings as given (a resumed run's: as planned).
-    unplanned = config
-    if config.budget_seconds > 0 and not resume:
-        plan = plan_run(config, images, engine, time.perf_counter() - started)
-        config = plan.apply(config)
-    if not resume:  # only now, so a bad input leaves no empty run directory behind and --force removes nothing
+    # The main process holds the run directory from when it is chosen to the end of the run.
+    with contextlib.ExitStack() as hold:
+        holding = hold if torchrun_world()[0] == 0 else None
+        if resume:  # the saved settings say which data to load
+            config, run_dir = prepare_run_dir(config, out, resume, force, resume_machine, holding)
+        check_names(config)
+        engine = start_engine(config.device)
+        timings: dict[str, float] = {}
+        mark = time.perf_counter()
+        images = images if images is not None else load_in_turn(config, engine)
+        timings["load_seconds"] = time.perf_counter() - mark
+        check_config(config, images)
+        plan = None
+        # A plan made again after the first epoch starts from the settings as given (a resumed run's: as planned).
+        unplanned = config
+        if config.budget_seconds > 0 and not resume:
+            plan = plan_run(config, images, engine, time.perf_counter() - started)
+            config = plan.apply(config)
+        if not resume:  # only now, so a bad input leaves no empty run directory behind and --force removes nothing
+            if engine.is_main:
+                config, run_dir = prepare_run_dir(config, out, resume, force, hold=holding)
+            run_dir = Path(engine.broadcast(str(run_dir) if engine.is_main else None))
         if engine.is_main:
-            config, run_dir = prepare_run_dir(config, out, resume, force)
-        run_dir = Path(engine.broadcast(str(run_dir) if engine.is_main else None))
-    if engine.is_main:
-        write_settings(RunDir(run_dir), config, plan)
-    log(
-        f"run {run_dir} on {engine.describe()}: model {config.model_name}, "
-        f"{len(images.train_images)} train images from {images.source}"
-    )
+            write_settings(RunDir(run_dir), config, plan)
+        log(
+            f"run {run_dir} on {engine.describe()}: model {config.model_name}, "
+            f"{len(images.train_images)} train images from {images.source}"
+        )
 
-    trainer = Trainer(config, images, run_dir, engine)
-    if resume:
-        trainer.resume()
-    clock = None
-    if config.budget_seconds > 0:
-        plan = plan if plan is not None else read_plan(RunDir(run_dir))
-        # A resumed run's earlier sessions: their epochs as the history timed them, and the measuring before.
-        earlier = sum(r.train_seconds + r.eval_seconds for r in trainer.history) + plan.speeds.measuring_seconds
-        clock = trainer.clock = BudgetClock(config.budget_seconds, started, earlier if resume else 0.0)
+        trainer = Trainer(config, images, run_dir, engine)
+        if resume:
+            trainer.resume()
+        clock = None
+        if config.budget_seconds > 0:
+            plan = plan if plan is not None else read_plan(RunDir(run_dir))
+            # A resumed run's earlier sessions: their epochs as the history timed them, and the measuring before.
+            earlier = sum(r.train_seconds + r.eval_seconds for r in trainer.history) + plan.speeds.measuring_seconds
+            clock = trainer.clock = BudgetClock(config.budget_seconds, started, earlier if resume else 0.0)
 
-        def replan(current: RunConfig, epoch: int, train_seconds: float) -> RunConfig:
-            nonlocal plan
-            if epoch == 1:
-                plan = replan_run(plan, unplanned, images, engine, train_seconds, clock.spent() - train_seconds)
-            elif epoch == midway_epoch(plan):
-                plan = replan_run_midway(plan, unplanned, images, engine, trainer.history, train_seconds, clock)
-            else:
+            def replan(current: RunConfig, epoch: int, train_seconds: float) -> RunConfig:
+                nonlocal plan
+                if epoch == 1:
+                    plan = replan_run(plan, unplanned, images, engine, train_seconds, clock.spent() - train_seconds)
+                elif epoch == midway_epoch(plan):
+                    plan = replan_run_midway(plan, unplanned, images, engine, trainer.history, train_seconds, clock)
+                else:
+                    return current
+                # Applied, as the first plan was, to the settings as given: what the first plan chose and this one does
+                # not (the clusterer in place of "auto") goes back to the given.
+                current = plan.apply(unplanned)
+                if engine.is_main:  # a run stopped after this resumes the new plan
+                    write_settings(RunDir(run_dir), current, plan)
                 return current
-            # Applied, as the first plan was, to the settings as given: what the first plan chose and this one does
-            # not (the clusterer in place of "auto") goes back to the given.
-            current = plan.apply(unplanned)
-            if engine.is_main:  # a run stopped after this resumes the new plan
-                write_settings(RunDir(run_dir), current, plan)
-            return current
 
-        trainer.replan = replan
-    mark = time.perf_counter()
-    trainer.fit()
-    config = trainer.config  # as planned again after the first epoch
-    timings["this_session_train_seconds"] = time.perf_counter() - mark
-    log("clustering train and val latents")
-    mark = time.perf_counter()
-    # The last epoch's history step encoded both sets and clustered val with this very model and seed;
-    # a run resumed after its last epoch has no such step, so it encodes afresh.
-    trained = trainer.result()
-    timings["latent_seconds"] = time.perf_counter() - mark
-    timings["train_seconds"] = sum(r.train_seconds for r in trained.history)
-    timings["epoch_eval_seconds"] = sum(r.eval_seconds for r in trained.history)
-    metrics: dict = {"model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trained.epoch}
-    if clock is not None:
-        metrics["budget"] = plan.to_dict()
-    result = cluster_refine_and_write(
-        run_dir, config, images, trained.autoencoder, trained.evaluation, metrics, timings, started,
-        resume_refinement=resume, engine=engine, clock=clock,
-    )  # fmt: skip
-    result.history = trained.history
-    return result
+            trainer.replan = replan
+        mark = time.perf_counter()
+        trainer.fit()
+        config = trainer.config  # as planned again after the first epoch
+        timings["this_session_train_seconds"] = time.perf_counter() - mark
+        log("clustering train and val latents")
+        mark = time.perf_counter()
+        # The last epoch's history step encoded both sets and clustered val with this very model and seed;
+        # a run resumed after its last epoch has no such step, so it encodes afresh.
+        trained = trainer.result()
+        timings["latent_seconds"] = time.perf_counter() - mark
+        timings["train_seconds"] = sum(r.train_seconds for r in trained.history)
+        timings["epoch_eval_seconds"] = sum(r.eval_seconds for r in trained.history)
+        metrics: dict = {
+            "model": config.model_name, "seed": config.seed, "k": config.cluster.k, "epochs": trained.epoch
+        }  # fmt: skip
+        if clock is not None:
+            metrics["budget"] = plan.to_dict()
+        result = cluster_refine_and_write(
+            run_dir, config, images, trained.autoencoder, trained.evaluation, metrics, timings, started,
+            resume_refinement=resume, engine=engine, clock=clock,
+        )  # fmt: skip
+        result.history = trained.history
+        return result
 
 
 def plan_run(config: RunConfig, images: ImageSet, engine: Engine, spent_seconds: float) -> BudgetPlan:
@@ -324,16 +339,24 @@ def load_in_turn(config: RunConfig, engine: Engine) -> ImageSet:
     return images
 
 
-def placed_by_train_cuts(evaluation: Evaluation, train_clustering: Clustering, config: RunConfig) -> Clustering:
-    """The val images placed in the train images' whitened-kmeans clusters, as `aeclust predict` places new ones.
+def train_centres(evaluation: Evaluation, train_clustering: Clustering, config: RunConfig) -> CentreAssigner:
+    """The train clusters' centres, by which `aeclust predict` places new images; a whitened-kmeans clustering's in
+    the whitenings it fitted (not fitted again)."""
+    return CentreAssigner.fitted(
+        evaluation.train_latents, train_clustering.clusters, config, train_clustering.whitened
+    )
+
+
+def placed_by_train_cuts(evaluation: Evaluation, centres: CentreAssigner, config: RunConfig) -> Clustering:
+    """The val images placed in the train images' whitened-kmeans clusters (``centres``: :func:`train_centres`), as
+    `aeclust predict` places new ones.
 
     Val cut on its own, as the study cuts it, went astray under whitened-kmeans: a 16-dimension whitening fitted to
     500 points gave 0.670 where the train images' cut gave 0.828 (docs/results.md, section 23), and the refinement's
     val is placed by the train's clusters too.
     """
     features, embedding = embedded_latents(evaluation.val_latents, config.cluster, config.seed)
-    assign = CentreAssigner(evaluation.train_latents, train_clustering.clusters, config, train_clustering.whitened)
-    clusters, _ = assign(evaluation.val_latents)
+    clusters, _ = centres(evaluation.val_latents)
     return Clustering(features, embedding, clusters)
 
 
@@ -395,11 +418,16 @@ def cluster_refine_and_write(
     )
     # From here the clusterer is the one "auto" chose: val is cut by it, and the refiner holds its sizes by it.
     config = replace(config, cluster=replace(config.cluster, k=chosen_k, clusterer=chosen_clusterer))
-    if images.has_val and engine.is_main and config.cluster.clusterer == WHITENED_KMEANS:
-        val_clustering = placed_by_train_cuts(evaluation, train_clustering, config)
+    # Where no refined head will assign new images, they are placed by the train clusters' centres.
+    refining, whitened = config.refine.total_epochs > 0, config.cluster.clusterer == WHITENED_KMEANS
+    centres = None
+    if engine.is_main and (whitened or not refining):
+        centres = train_centres(evaluation, train_clustering, config)
+    if images.has_val and engine.is_main and whitened:
+        val_clustering = placed_by_train_cuts(evaluation, centres, config)
     elif images.has_val and val_clustering is None and engine.is_main:
         val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
-    if config.refine.total_epochs > 0:
+    if refining:
         if images.train_labels is not None and engine.is_main:
             metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
         if val_clustering is not None:
@@ -433,6 +461,8 @@ def cluster_refine_and_write(
         metrics["val_scores"] = clustering_scores(images.val_labels, val_clustering.clusters)
     for name, array in arrays.items():
         directory.save_array(name, array)
+    if not refining:
+        centres.save(directory.centres)
     timings["total_seconds"] = time.perf_counter() - started
     metrics["timings"] = timings
     if clock is not None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
-from aeclust.cluster import WHITENED_KMEANS, align_to, whitened_cuts, whitened_vote
+from aeclust.cluster import WHITENED_KMEANS, WhitenedCuts, align_to, whitened_cuts, whitened_vote
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.data.store import release_pages
@@ -27,6 +27,7 @@ from aeclust.embed import LATENT_MODES, SCALINGS, latent_features
 from aeclust.engine import Engine, resolve_device
 from aeclust.errors import ConfigError, RunDirError
 from aeclust.infer import infer
+from aeclust.io import atomic_open
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.progress import Progress
 from aeclust.refine import REFINE_KIND, ClusterModel
@@ -47,60 +48,106 @@ class Prediction:
     metrics: dict | None = None
 
 
+@dataclass
+class Whitening:
+    """A fitted whitening (a scikit-learn PCA with ``whiten=True``) as two arrays, so that a run can save it without
+    pickling: points are placed at (x − offset) · projection."""
+
+    offset: np.ndarray  # the fitted points' mean
+    projection: np.ndarray  # features × components: the components, each divided by its standard deviation
+
+    @classmethod
+    def of(cls, fitted: PCA) -> Whitening:
+        return cls(fitted.mean_, fitted.components_.T / np.sqrt(fitted.explained_variance_))
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.offset) @ self.projection
+
+
 class CentreAssigner:
-    """The nearest of a run's cluster centres, in the feature space its clustering stage started from."""
+    """The nearest of a run's cluster centres, in the feature space its clustering stage started from.
+
+    Fitted to the run's train latents and clusters (:meth:`fitted`); saved in the run directory (:meth:`save`) so
+    that ``aeclust predict`` places new images without reading those latents again (8 GB at a million images) or,
+    for whitened-kmeans, fitting the whitenings and cuts again.
+    """
 
     def __init__(
-        self,
+        self, mode: str, scaling: str, mean: np.ndarray, std: np.ndarray,
+        spaces: list[Whitening | None], centres: list[np.ndarray],
+    ) -> None:  # fmt: skip
+        """``spaces``: each space the run cut in (None: the features as they are), with its ``centres`` (k × its
+        dimensions); ``mean`` and ``std``: the train images' raw features', for ``scaling`` "standardize"."""
+        check_modes(mode, scaling)
+        self.mode, self.scaling, self.mean, self.std = mode, scaling, mean, std
+        self.spaces, self.centres = spaces, centres
+        self.k = len(centres[0])
+
+    @classmethod
+    def fitted(
+        cls,
         train_latents: np.ndarray,
         train_clusters: np.ndarray,
         config: RunConfig,
-        whitened: tuple[list[PCA], list[np.ndarray]] | None = None,
-    ) -> None:
-        """``whitened``: a whitened-kmeans run's whitenings and cuts, as its clustering stage kept them
+        whitened: WhitenedCuts | None = None,
+    ) -> CentreAssigner:
+        """The centres of ``train_clusters`` in the features of ``train_latents``, as ``config`` makes them.
+        ``whitened``: a whitened-kmeans run's whitenings and cuts, as its clustering stage kept them
         (:attr:`aeclust.cluster.Clustering.whitened`); without them they are fitted again as the run fitted them."""
-        cluster = config.cluster
-        if cluster.latent not in LATENT_MODES or cluster.scaling not in SCALINGS:
-            raise ConfigError(f"latent mode {cluster.latent!r} or scaling {cluster.scaling!r} unknown to this aeclust")
-        self.mode, self.scaling = cluster.latent, cluster.scaling
-        raw = latent_features(train_latents, self.mode, "none")
-        self.mean, self.std = raw.mean(axis=0), raw.std(axis=0) + 1e-6  # the train images' own, as the run used
-        features = self.features_of_raw(raw)
-        self.k = int(train_clusters.max()) + 1
-        self.spaces: list[PCA | None] = [None]  # None: the features as they are
+        mode, scaling = config.cluster.latent, config.cluster.scaling
+        check_modes(mode, scaling)
+        raw = latent_features(train_latents, mode, "none")
+        mean, std = raw.mean(axis=0), raw.std(axis=0) + 1e-6  # the train images' own, as the run used
+        features = scaled(raw, scaling, mean, std)
+        k = int(train_clusters.max()) + 1
+        spaces: list[Whitening | None] = [None]
         cuts = [train_clusters]
+        cluster = config.cluster
         if cluster.clusterer == WHITENED_KMEANS and cluster.reducer == "none" and cluster.embedder == "none":
             # Each cut made again as the run made it (the same seed), so that each space has its own cut's centres
             # and the train images are placed as they were, not by the vote's centres in spaces it was not cut in.
-            self.spaces, cuts = whitened if whitened is not None else whitened_cuts(features, self.k, config.seed)
-            cuts = [align_to(train_clusters, cut, self.k) for cut in cuts]
-        self.centres = [self.centres_of(self.placed(features, space), cut) for space, cut in zip(self.spaces, cuts)]
+            whitened = whitened if whitened is not None else whitened_cuts(features, k, config.seed)
+            spaces = [Whitening.of(space) for space in whitened.spaces]
+            cuts = [align_to(train_clusters, cut, k) for cut in whitened.cuts]
+        centres = [centres_of(placed(features, space), cut, k) for space, cut in zip(spaces, cuts)]
+        return cls(mode, scaling, mean, std, spaces, centres)
 
-    def centres_of(self, points: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-        # A cluster left empty by its clusterer gets a centre at infinity: no image is ever nearest to it.
-        nowhere = np.full(points.shape[1], np.inf)
-        return np.stack(
-            [points[clusters == c].mean(axis=0) if (clusters == c).any() else nowhere for c in range(self.k)]
-        ).astype(np.float32)
+    def save(self, path: Path) -> None:
+        """Write the assigner as a .npz of plain arrays, atomically."""
+        arrays = {"mode": np.array(self.mode), "scaling": np.array(self.scaling), "mean": self.mean, "std": self.std}
+        for index, (space, centres) in enumerate(zip(self.spaces, self.centres)):
+            arrays[f"centres_{index}"] = centres
+            if space is not None:
+                arrays |= {f"offset_{index}": space.offset, f"projection_{index}": space.projection}
+        with atomic_open(path, "wb") as handle:
+            np.savez(handle, **arrays)
 
-    @staticmethod
-    def placed(features: np.ndarray, space: PCA | None) -> np.ndarray:
-        return features if space is None else space.transform(features)
-
-    def features_of_raw(self, raw: np.ndarray) -> np.ndarray:
-        if self.scaling == "standardize":
-            return (raw - self.mean) / self.std
-        if self.scaling == "l2":
-            return raw / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12)
-        return raw
+    @classmethod
+    def load(cls, path: Path) -> CentreAssigner:
+        """An assigner :meth:`save` wrote, or a :class:`RunDirError` line naming the file."""
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            spaces, centres, index = [], [], 0
+            while f"centres_{index}" in arrays:
+                centres.append(arrays[f"centres_{index}"])
+                whitened = f"offset_{index}" in arrays
+                spaces.append(Whitening(arrays[f"offset_{index}"], arrays[f"projection_{index}"]) if whitened else None)
+                index += 1
+            mode, scaling, mean, std = (arrays[name] for name in ("mode", "scaling", "mean", "std"))
+            if not centres:
+                raise KeyError("centres_0")
+        except (OSError, ValueError, KeyError) as error:  # missing, damaged, or not one an assigner saved
+            raise RunDirError(f"{path}: expected a run's cluster centres, could not read them ({error})") from None
+        return cls(str(mode), str(scaling), mean, std, spaces, centres)
 
     def __call__(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each image's nearest centre, and how typical of it the image is (higher: more): minus the distance, or for
         whitened-kmeans the share of cuts that agree, ties broken by the distance in the middle cut's space."""
-        features = self.features_of_raw(latent_features(latents, self.mode, "none"))
+        features = scaled(latent_features(latents, self.mode, "none"), self.scaling, self.mean, self.std)
         nearest_in, closeness_in = [], []
         for space, centres in zip(self.spaces, self.centres):
-            points = self.placed(features, space)
+            points = placed(features, space)
             distances = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
             nearest = distances.argmin(axis=1)
             nearest_in.append(nearest)
@@ -110,6 +157,32 @@ class CentreAssigner:
         chosen = whitened_vote(nearest_in, self.k)  # typical where the cuts agree
         agreeing = np.mean([nearest == chosen for nearest in nearest_in], axis=0)
         return chosen, agreeing + 1e-3 * closeness_in[1]
+
+
+def check_modes(mode: str, scaling: str) -> None:
+    if mode not in LATENT_MODES or scaling not in SCALINGS:
+        raise ConfigError(f"latent mode {mode!r} or scaling {scaling!r} unknown to this aeclust")
+
+
+def scaled(raw: np.ndarray, scaling: str, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Raw latent features scaled as the run's clustering stage scaled its train images'."""
+    if scaling == "standardize":
+        return (raw - mean) / std
+    if scaling == "l2":
+        return raw / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-12)
+    return raw
+
+
+def placed(features: np.ndarray, space: Whitening | None) -> np.ndarray:
+    return features if space is None else space(features)
+
+
+def centres_of(points: np.ndarray, clusters: np.ndarray, k: int) -> np.ndarray:
+    # A cluster left empty by its clusterer gets a centre at infinity: no image is ever nearest to it.
+    nowhere = np.full(points.shape[1], np.inf)
+    return np.stack(
+        [points[clusters == c].mean(axis=0) if (clusters == c).any() else nowhere for c in range(k)]
+    ).astype(np.float32)
 
 
 def most_probable(probabilities: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +204,15 @@ def refined_model(run: RunDir, config: RunConfig, engine: Engine) -> ClusterMode
     refined.autoencoder.load_state_dict(state["model"])
     head.load_state_dict(state["head"])
     return refined.to(engine.device).eval()
+
+
+def centre_assigner(run: RunDir, config: RunConfig, train_clusters: np.ndarray) -> CentreAssigner:
+    """The run's saved centres; a run from before runs saved them, its centres fitted again to its train latents."""
+    if run.centres.is_file():
+        return CentreAssigner.load(run.centres)
+    if not run.array("train_latents").is_file():
+        raise RunDirError(f"{run.path}: expected arrays/train_latents.npy to place new images by, found none")
+    return CentreAssigner.fitted(run.load_array("train_latents", mmap=True), train_clusters, config)
 
 
 def predict(
@@ -167,10 +249,7 @@ def predict(
     else:
         method = "nearest centre"
         model, _ = load_model(run.last_checkpoint, engine.device)
-        train_latents = run.load_array("train_latents", mmap=True) if run.array("train_latents").is_file() else None
-        if train_latents is None:
-            raise RunDirError(f"{run.path}: expected arrays/train_latents.npy to place new images by, found none")
-        assign = CentreAssigner(train_latents, train_clusters, config)
+        assign = centre_assigner(run, config, train_clusters)
         outputs = ("latents",)
     log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
     clusters, confidences = [], []

@@ -8,19 +8,21 @@
         checkpoints/last.pt    everything needed to resume training
         checkpoints/epoch_NNN.pt, checkpoints/refine.pt
         arrays/NAME.npy        one per name in :data:`ARRAY_NAMES`
+        centres.npz            where no refined head assigns: the train clusters' centres, for ``aeclust predict``
 
 Every write goes through :mod:`aeclust.io`, so a run stopped at any moment leaves each file whole or absent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +34,11 @@ from aeclust.data.images import load_npy
 from aeclust.errors import CheckpointError, RunDirError
 from aeclust.format_version import FORMAT_VERSION
 from aeclust.io import copy_file_atomic, save_npy_atomic, write_text_atomic
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks on directories; a run there is not guarded against a second writer
+    fcntl = None
 
 __all__ = [
     "ARRAY_NAMES",
@@ -55,6 +62,7 @@ _CHECKPOINTS = "checkpoints"
 _LAST_CHECKPOINT = f"{_CHECKPOINTS}/last.pt"
 _REFINE_CHECKPOINT = f"{_CHECKPOINTS}/refine.pt"
 _ARRAYS = "arrays"
+_CENTRES = "centres.npz"
 
 # The arrays a run saves; val_* only when its data has val images.
 ARRAY_NAMES = (
@@ -146,6 +154,33 @@ class RunDir:
             )
         return cls(candidate)
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[RunDir]:
+        """This process's claim on the directory while it writes there: a second run or resume of the directory,
+        started while another process still writes it, is refused (:class:`RunDirError`) rather than let both write
+        the same checkpoints.
+
+        Processes a killed torchrun launcher left behind are the usual such writer: torchrun starts its workers in
+        sessions of their own, so a signal to the launcher's process group does not reach them, and they train on.
+        The claim is an advisory lock on the directory itself, so it adds no file, and the kernel drops it when the
+        process ends, however it ends: a killed run leaves nothing to clear away before it is resumed.
+        """
+        if fcntl is None:
+            yield self
+            return
+        handle = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirError(
+                    f"{self.path}: another aeclust process is writing this run directory (a run, or the processes of "
+                    "a torchrun whose launcher was killed, which keep going); let it finish or stop it, then resume"
+                ) from None
+            yield self
+        finally:
+            os.close(handle)  # closing the descriptor lets go of the lock
+
     # -- where each file lives ---------------------------------------------------------------------
     @property
     def config(self) -> Path:
@@ -175,6 +210,11 @@ class RunDir:
     def budget(self) -> Path:
         """budget.json: a budgeted run's plan (aeclust.budget)."""
         return self.path / _BUDGET
+
+    @property
+    def centres(self) -> Path:
+        """centres.npz: the nearest-centre assigner by which predict places new images (aeclust.predict)."""
+        return self.path / _CENTRES
 
     @property
     def refine_checkpoint(self) -> Path:
