@@ -35,6 +35,7 @@ def test_every_file_has_its_place(tmp_path):
     assert run_dir.checkpoints == tmp_path / "run" / "checkpoints"
     assert run_dir.last_checkpoint == tmp_path / "run" / "checkpoints" / "last.pt"
     assert run_dir.refine_checkpoint == tmp_path / "run" / "checkpoints" / "refine.pt"
+    assert run_dir.centres == tmp_path / "run" / "centres.npz"
     assert run_dir.epoch_checkpoint(3) == tmp_path / "run" / "checkpoints" / "epoch_003.pt"
     assert run_dir.epoch_checkpoint(120) == tmp_path / "run" / "checkpoints" / "epoch_120.pt"
     assert [run_dir.array(name).relative_to(run_dir.path).as_posix() for name in ARRAY_NAMES] == [
@@ -241,3 +242,35 @@ def test_a_checkpoint_of_another_format_version_or_kind_is_refused_in_one_line(t
     with pytest.raises(CheckpointError) as error:
         load_checked(path, "aeclust-checkpoint", "an aeclust checkpoint")
     assert one_line(error).startswith(f"{path}: expected an aeclust checkpoint, could not read it (")
+
+
+def test_a_held_directory_is_refused_to_a_second_holder_until_let_go(tmp_path):
+    run_dir = RunDir(tmp_path)
+    with run_dir.held():
+        with pytest.raises(RunDirError) as error:
+            with run_dir.held():  # another open description of the directory: as another process's would be
+                pass
+        assert one_line(error).startswith(f"{tmp_path}: another aeclust process is writing this run directory")
+    with run_dir.held():  # let go: held again at once
+        pass
+
+
+def test_a_file_system_without_locks_leaves_the_run_unguarded_and_other_errors_are_raised(tmp_path, monkeypatch):
+    import errno
+
+    import aeclust.rundir
+
+    def no_locks_here(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(aeclust.rundir.fcntl, "flock", no_locks_here)
+    with RunDir(tmp_path).held() as held:
+        assert held.path == tmp_path
+
+    def broken(descriptor, operation):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(aeclust.rundir.fcntl, "flock", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        with RunDir(tmp_path).held():
+            pass

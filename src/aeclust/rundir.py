@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -34,6 +35,9 @@ from aeclust.data.images import load_npy
 from aeclust.errors import CheckpointError, RunDirError
 from aeclust.format_version import FORMAT_VERSION
 from aeclust.io import copy_file_atomic, save_npy_atomic, write_text_atomic
+
+# What flock answers on a file system that has no such locks (some network file systems).
+UNLOCKABLE = (errno.ENOLCK, errno.EINVAL, errno.EOPNOTSUPP)
 
 try:
     import fcntl
@@ -177,6 +181,10 @@ class RunDir:
                     f"{self.path}: another aeclust process is writing this run directory (a run, or the processes of "
                     "a torchrun whose launcher was killed, which keep going); let it finish or stop it, then resume"
                 ) from None
+            except OSError as error:
+                if error.errno not in UNLOCKABLE:
+                    raise
+                # A file system without such locks (some network ones): the run goes on unguarded, as before.
             yield self
         finally:
             os.close(handle)  # closing the descriptor lets go of the lock
