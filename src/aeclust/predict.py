@@ -78,7 +78,6 @@ class CentreAssigner:
     ) -> None:  # fmt: skip
         """``spaces``: each space the run cut in (None: the features as they are), with its ``centres`` (k × its
         dimensions); ``mean`` and ``std``: the train images' raw features', for ``scaling`` "standardize"."""
-        check_modes(mode, scaling)
         self.mode, self.scaling, self.mean, self.std = mode, scaling, mean, std
         self.spaces, self.centres = spaces, centres
         self.k = len(centres[0])
@@ -94,7 +93,8 @@ class CentreAssigner:
         """The centres of ``train_clusters`` in the features of ``train_latents``, as ``config`` makes them.
         ``whitened``: a whitened-kmeans run's whitenings and cuts, as its clustering stage kept them
         (:attr:`aeclust.cluster.Clustering.whitened`); without them they are fitted again as the run fitted them."""
-        mode, scaling = config.cluster.latent, config.cluster.scaling
+        cluster = config.cluster
+        mode, scaling = cluster.latent, cluster.scaling
         check_modes(mode, scaling)
         raw = latent_features(train_latents, mode, "none")
         mean, std = raw.mean(axis=0), raw.std(axis=0) + 1e-6  # the train images' own, as the run used
@@ -102,7 +102,6 @@ class CentreAssigner:
         k = int(train_clusters.max()) + 1
         spaces: list[Whitening | None] = [None]
         cuts = [train_clusters]
-        cluster = config.cluster
         if cluster.clusterer == WHITENED_KMEANS and cluster.reducer == "none" and cluster.embedder == "none":
             # Each cut made again as the run made it (the same seed), so that each space has its own cut's centres
             # and the train images are placed as they were, not by the vote's centres in spaces it was not cut in.
@@ -139,6 +138,7 @@ class CentreAssigner:
                 raise KeyError("centres_0")
         except (OSError, ValueError, KeyError) as error:  # missing, damaged, or not one an assigner saved
             raise RunDirError(f"{path}: expected a run's cluster centres, could not read them ({error})") from None
+        check_modes(str(mode), str(scaling))  # a file from a later aeclust may name modes this one lacks
         return cls(str(mode), str(scaling), mean, std, spaces, centres)
 
     def __call__(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
