@@ -1,6 +1,7 @@
 """Diagnostic: is a finished run held back by its clustering stage or by its latents?
 
     python bench/ceiling.py RUN_DIR [RUN_DIR ...] [--overcluster 5 10 20 50] [--whiten 4 8 16 32] [--folds 5]
+                            [--heads 0 1 2]
 
 For each finished run on a set with train labels, it prints side by side, on the features the run clustered
 (its latent mode and scaling):
@@ -11,7 +12,11 @@ For each finished run on a set with train labels, it prints side by side, on the
 - a linear probe: logistic regression trained with the labels, scored by cross-validation. No straight cut through
   the features does much better, so a clustering near it has little left to gain;
 - over-clustering: k-means into more clusters, each then given the label most of its images have. No unsupervised
-  merge of those clusters can beat that (an oracle merge).
+  merge of those clusters can beat that (an oracle merge);
+- with --heads, a frozen-feature cluster head: a linear k-way head on the features (each dimension standardized),
+  trained by neighbour consistency (SCAN's loss, 20 nearest neighbours) from a random start, one per seed given,
+  with the share of nearest-neighbour pairs its clusters keep together. The encoder is not touched, unlike a run's
+  refinement, so it asks whether a straight cut chosen by neighbours alone comes nearer the probe than k-means.
 Labels are used here only to find the ceiling; nothing of this steers a run.
 """
 
@@ -21,14 +26,17 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from aeclust.cluster import cluster
+from aeclust.cluster import cluster, neighbour_agreement
 from aeclust.data import load_images
 from aeclust.embed import latent_features
 from aeclust.metrics import accuracy_of
+from aeclust.neighbours import nearest_neighbours
+from aeclust.objectives.neighbours import scan_loss
 from aeclust.reduce import whiten
 from aeclust.rundir import RunDir
 
@@ -42,7 +50,33 @@ def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: in
     return float((majority[assigned] == labels).mean())
 
 
-def ceiling(run_dir: Path, overcluster: list[int], whitened: list[int], folds: int) -> dict:
+HEAD_NEIGHBOURS, HEAD_STEPS, HEAD_BATCH, HEAD_LR, HEAD_ENTROPY_WEIGHT = 20, 1500, 512, 1e-3, 5.0
+
+
+def frozen_head_clusters(features: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters of a linear head trained by neighbour consistency on fixed ``features`` (unit-length rows), and each
+    row's nearest neighbours (by cosine) that it was trained on."""
+    neighbours = nearest_neighbours(features, HEAD_NEIGHBOURS)
+    points = torch.as_tensor(features, dtype=torch.float32)
+    points = (points - points.mean(0)) / (points.std(0) + 1e-6)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(points.shape[1], k)
+    optimizer = torch.optim.Adam(head.parameters(), lr=HEAD_LR)
+    for _ in range(HEAD_STEPS):
+        anchors = torch.randint(0, len(points), (HEAD_BATCH,), generator=generator)
+        partners = neighbours[anchors, torch.randint(0, neighbours.shape[1], (HEAD_BATCH,), generator=generator)]
+        loss = scan_loss(head(points[anchors]), head(points[partners]), HEAD_ENTROPY_WEIGHT)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return head(points).argmax(1).numpy(), neighbours.numpy()
+
+
+def ceiling(
+    run_dir: Path, overcluster: list[int], whitened: list[int], folds: int, heads: tuple[int, ...] = ()
+) -> dict:
     directory = RunDir(run_dir)
     latents = directory.array("train_latents")
     if not latents.is_file():
@@ -68,7 +102,13 @@ def ceiling(run_dir: Path, overcluster: list[int], whitened: list[int], folds: i
         ],
         "probe": float(probe.mean()),
         "merged": [oracle_merge_accuracy(features, labels, k, config.seed) for k in overcluster],
+        "heads": [head_scores(features, labels, k, seed) for seed in heads],
     }
+
+
+def head_scores(features: np.ndarray, labels: np.ndarray, k: int, seed: int) -> dict[str, float]:
+    clusters, neighbours = frozen_head_clusters(features, k, seed)
+    return {"accuracy": accuracy_of(labels, clusters), "agreement": neighbour_agreement(neighbours, clusters)}
 
 
 def main() -> None:
@@ -77,17 +117,20 @@ def main() -> None:
     parser.add_argument("--overcluster", nargs="*", type=int, default=[5, 10, 20, 50], metavar="K")
     parser.add_argument("--whiten", nargs="*", type=int, default=[], metavar="D", help="whitened dimensions to try")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the linear probe")
+    parser.add_argument("--heads", nargs="*", type=int, default=[], metavar="SEED", help="frozen-feature heads' seeds")
     args = parser.parse_args()
     header = ["run", "run's answer", "k-means", "whitened-kmeans"]
     header += [f"k-means, {d} whitened" for d in args.whiten] + [f"linear probe ({args.folds}-fold)"]
     header += [f"{k} clusters, oracle merge" for k in args.overcluster]
+    header += [f"frozen head, seed {seed} (neighbour pairs kept)" for seed in args.heads]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for run_dir in args.run_dirs:
-        result = ceiling(run_dir, args.overcluster, args.whiten, args.folds)
+        result = ceiling(run_dir, args.overcluster, args.whiten, args.folds, tuple(args.heads))
         scores = [result["answer"], result["kmeans"], result["whitened_kmeans"], *result["whitened"], result["probe"]]
-        scores += result["merged"]
-        print(f"| {run_dir} | " + " | ".join(f"{a:.3f}" for a in scores) + " |", flush=True)
+        cells = [f"{score:.3f}" for score in scores + result["merged"]]
+        cells += [f"{head['accuracy']:.3f} ({100 * head['agreement']:.1f} %)" for head in result["heads"]]
+        print(f"| {run_dir} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":
