@@ -53,10 +53,9 @@ def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: in
 HEAD_NEIGHBOURS, HEAD_STEPS, HEAD_BATCH, HEAD_LR, HEAD_ENTROPY_WEIGHT = 20, 1500, 512, 1e-3, 5.0
 
 
-def frozen_head_clusters(features: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clusters of a linear head trained by neighbour consistency on fixed ``features`` (unit-length rows), and each
-    row's nearest neighbours (by cosine) that it was trained on."""
-    neighbours = nearest_neighbours(features, HEAD_NEIGHBOURS)
+def frozen_head_clusters(features: np.ndarray, neighbours: torch.Tensor, k: int, seed: int) -> np.ndarray:
+    """Clusters of a linear head trained by neighbour consistency on fixed ``features``, pairing each row with
+    its ``neighbours`` (as :func:`aeclust.neighbours.nearest_neighbours` finds them, once for every seed)."""
     points = torch.as_tensor(features, dtype=torch.float32)
     points = (points - points.mean(0)) / (points.std(0) + 1e-6)
     generator = torch.Generator().manual_seed(seed)
@@ -71,7 +70,7 @@ def frozen_head_clusters(features: np.ndarray, k: int, seed: int) -> tuple[np.nd
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        return head(points).argmax(1).numpy(), neighbours.numpy()
+        return head(points).argmax(1).numpy()
 
 
 def ceiling(
@@ -102,13 +101,21 @@ def ceiling(
         ],
         "probe": float(probe.mean()),
         "merged": [oracle_merge_accuracy(features, labels, k, config.seed) for k in overcluster],
-        "heads": [head_scores(features, labels, k, seed) for seed in heads],
+        "heads": head_scores(features, labels, k, heads),
     }
 
 
-def head_scores(features: np.ndarray, labels: np.ndarray, k: int, seed: int) -> dict[str, float]:
-    clusters, neighbours = frozen_head_clusters(features, k, seed)
-    return {"accuracy": accuracy_of(labels, clusters), "agreement": neighbour_agreement(neighbours, clusters)}
+def head_scores(features: np.ndarray, labels: np.ndarray, k: int, seeds: tuple[int, ...]) -> list[dict[str, float]]:
+    """Each seed's frozen head: its accuracy, and the share of nearest-neighbour pairs its clusters keep."""
+    if not seeds:
+        return []
+    neighbours = nearest_neighbours(features, HEAD_NEIGHBOURS)  # unit-length rows: by cosine
+    scores = []
+    for seed in seeds:
+        clusters = frozen_head_clusters(features, neighbours, k, seed)
+        agreement = neighbour_agreement(neighbours.numpy(), clusters)
+        scores.append({"accuracy": accuracy_of(labels, clusters), "agreement": agreement})
+    return scores
 
 
 def main() -> None:
