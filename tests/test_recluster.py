@@ -14,6 +14,7 @@ from aeclust.cli import main
 from aeclust.config import AUTO_K, RunConfig
 from aeclust.pipeline import recluster, run
 from aeclust.report.runs import load_runs
+from aeclust.rundir import RunDir
 
 from conftest import tiny_config
 
@@ -150,4 +151,18 @@ def test_recluster_refuses_bad_input_in_one_line(finished, small_hw9_dir, tmp_pa
     assert main(["recluster", str(source), *(args or ["--k", "3"]), "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error == "aeclust: error: " + message.replace("{dir}", str(tmp_path)).replace("{hw9}", str(small_hw9_dir))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["recluster", "report", "predict"])
+def test_a_run_still_being_written_is_not_read(finished, small_hw9_dir, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    args = {"recluster": ["--k", "3"], "report": [], "predict": ["--data", str(small_hw9_dir)]}[command]
+    with RunDir(finished).held():  # as a resume of it in another process holds it
+        assert main([command, str(finished), *args, "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"aeclust: error: {finished}: another aeclust process is writing this run directory (a run or resume, or the "
+        "processes of a torchrun whose launcher was killed); let it finish, then read it"
+    )
     assert not out.exists()

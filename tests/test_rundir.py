@@ -255,6 +255,23 @@ def test_a_held_directory_is_refused_to_a_second_holder_until_let_go(tmp_path):
         pass
 
 
+def test_readers_share_a_run_directory_but_not_with_its_writer(tmp_path):
+    run_dir = RunDir(tmp_path)
+    with run_dir.read_held(), run_dir.read_held():  # a report and a recluster of the same run at once
+        with pytest.raises(RunDirError) as error:
+            with run_dir.held():  # a resume while they read
+                pass
+        assert one_line(error).startswith(f"{tmp_path}: another aeclust process is writing this run directory, or "
+                                           "reading it (a run, a recluster, report or predict of it")  # fmt: skip
+    with run_dir.held():
+        with pytest.raises(RunDirError) as error:
+            with run_dir.read_held():  # a report of a run still training
+                pass
+        assert one_line(error).endswith("let it finish, then read it")
+    with run_dir.read_held():  # both let go
+        pass
+
+
 def test_a_file_system_without_locks_leaves_the_run_unguarded_and_other_errors_are_raised(tmp_path, monkeypatch):
     import errno
 

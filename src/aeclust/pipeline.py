@@ -500,49 +500,54 @@ def recluster(
     """
     started = time.perf_counter()
     source = RunDir(run_dir).check_finished(RECLUSTER_NEEDS)
-    config = source.read_config()
-    trained = [item for item in settings if not item.startswith(RECLUSTER_SECTIONS)]
-    if trained:
-        raise ConfigError(
-            f"{', '.join(trained)}: recluster changes only cluster.* and refine.* settings; the model is not trained "
-            "again (start a new run to change the others)"
-        )
-    config = with_settings(config, list(settings))
-    config.budget_seconds = 0.0  # the source's training was budgeted; re-cutting it is not
-    config.cluster.k = k
-    if k_range is not None:
-        config.cluster.k_min, config.cluster.k_max = k_range
-    if refine_epochs is not None:
-        config.refine.epochs = refine_epochs
-    if device is not None:
-        config.device = device
-    check_names(config)
-    source_metrics = source.read_metrics()
-    timings: dict[str, float] = {}
-    mark = time.perf_counter()
-    images = images if images is not None else load_images(config.data, image_size=config.image_size)
-    timings["load_seconds"] = time.perf_counter() - mark
-    check_config(config, images)
-    set_threads(config.threads)
-    engine = Engine(resolve_device(config.device))  # one process: re-cutting is a short job
-    model, checkpoint = load_model(source.last_checkpoint, engine.device)
-    mark = time.perf_counter()
-    epoch = checkpoint["epoch"]
-    evaluation = _saved_latents(source, images, source_metrics, epoch) or _encode_again(model, images, epoch, engine)
-    timings["latent_seconds"] = time.perf_counter() - mark
+    with contextlib.ExitStack() as hold:
+        # Held to the end: the latents are copied file to file into the new run, read from the source as they go.
+        hold.enter_context(source.read_held())
+        config = source.read_config()
+        trained = [item for item in settings if not item.startswith(RECLUSTER_SECTIONS)]
+        if trained:
+            raise ConfigError(
+                f"{', '.join(trained)}: recluster changes only cluster.* and refine.* settings; the model is not "
+                "trained again (start a new run to change the others)"
+            )
+        config = with_settings(config, list(settings))
+        config.budget_seconds = 0.0  # the source's training was budgeted; re-cutting it is not
+        config.cluster.k = k
+        if k_range is not None:
+            config.cluster.k_min, config.cluster.k_max = k_range
+        if refine_epochs is not None:
+            config.refine.epochs = refine_epochs
+        if device is not None:
+            config.device = device
+        check_names(config)
+        source_metrics = source.read_metrics()
+        timings: dict[str, float] = {}
+        mark = time.perf_counter()
+        images = images if images is not None else load_images(config.data, image_size=config.image_size)
+        timings["load_seconds"] = time.perf_counter() - mark
+        check_config(config, images)
+        set_threads(config.threads)
+        engine = Engine(resolve_device(config.device))  # one process: re-cutting is a short job
+        model, checkpoint = load_model(source.last_checkpoint, engine.device)
+        mark = time.perf_counter()
+        epoch = checkpoint["epoch"]
+        evaluation = _saved_latents(source, images, source_metrics, epoch)
+        evaluation = evaluation or _encode_again(model, images, epoch, engine)
+        timings["latent_seconds"] = time.perf_counter() - mark
 
-    default_out = source.path.with_name(f"{source.path.name}-k{k or 'auto'}")
-    target = RunDir.create_new(out if out is not None else default_out, config.model_name)
-    target.write_config(config)
-    target.copy_from(source, RECLUSTER_COPIES)
-    log(f"recluster {source.path} into {target.path}: k {k or 'auto'}, {len(images.train_images)} train images")
-    metrics: dict = {
-        "model": config.model_name, "seed": config.seed, "k": k, "epochs": evaluation.epoch,
-        "reclustered_from": str(source.path),
-    }  # fmt: skip
-    return cluster_refine_and_write(
-        target.path, config, images, model, evaluation, metrics, timings, started, engine=engine
-    )
+        default_out = source.path.with_name(f"{source.path.name}-k{k or 'auto'}")
+        target = RunDir.create_new(out if out is not None else default_out, config.model_name)
+        hold.enter_context(target.held())
+        target.write_config(config)
+        target.copy_from(source, RECLUSTER_COPIES)
+        log(f"recluster {source.path} into {target.path}: k {k or 'auto'}, {len(images.train_images)} train images")
+        metrics: dict = {
+            "model": config.model_name, "seed": config.seed, "k": k, "epochs": evaluation.epoch,
+            "reclustered_from": str(source.path),
+        }  # fmt: skip
+        return cluster_refine_and_write(
+            target.path, config, images, model, evaluation, metrics, timings, started, engine=engine
+        )
 
 
 def _encode_again(model: nn.Module, images: ImageSet, epoch: int, engine: Engine) -> Evaluation:

@@ -232,25 +232,26 @@ def predict(
     """
     started = time.perf_counter()
     run = RunDir(run_dir).check_finished(PREDICT_NEEDS)
-    config = run.read_config()
+    if images is None and data is None:
+        raise ConfigError("predict: expected --data (the images to assign), found none")
+    with run.read_held():  # all the run gives is read here, whole; it is let go before the images are assigned
+        config = run.read_config()
+        set_threads(config.threads)
+        engine = Engine(resolve_device(device or config.device))
+        train_clusters = run.load_array("train_clusters")
+        head_model = refined_model(run, config, engine)
+        if head_model is not None:
+            method = "refined head"
+            model: torch.nn.Module = head_model
+            assign: Callable[[torch.Tensor | np.ndarray], tuple[np.ndarray, np.ndarray]] = most_probable
+            outputs = ("probabilities",)
+        else:
+            method = "nearest centre"
+            model, _ = load_model(run.last_checkpoint, engine.device)
+            assign = centre_assigner(run, config, train_clusters)
+            outputs = ("latents",)
     if images is None:
-        if data is None:
-            raise ConfigError("predict: expected --data (the images to assign), found none")
         images = load_images(data, image_size=config.image_size)
-    set_threads(config.threads)
-    engine = Engine(resolve_device(device or config.device))
-    train_clusters = run.load_array("train_clusters")
-    head_model = refined_model(run, config, engine)
-    if head_model is not None:
-        method = "refined head"
-        model: torch.nn.Module = head_model
-        assign: Callable[[torch.Tensor | np.ndarray], tuple[np.ndarray, np.ndarray]] = most_probable
-        outputs = ("probabilities",)
-    else:
-        method = "nearest centre"
-        model, _ = load_model(run.last_checkpoint, engine.device)
-        assign = centre_assigner(run, config, train_clusters)
-        outputs = ("latents",)
     log(f"predict {len(images.train_images)} images from {images.source or images.name} by the run's {method}")
     clusters, confidences = [], []
     total = len(images.train_images)

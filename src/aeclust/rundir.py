@@ -161,31 +161,50 @@ class RunDir:
     @contextlib.contextmanager
     def held(self) -> Iterator[RunDir]:
         """This process's claim on the directory while it writes there: a second run or resume of the directory,
-        started while another process still writes it, is refused (:class:`RunDirError`) rather than let both write
-        the same checkpoints.
+        started while another process still writes or reads it, is refused (:class:`RunDirError`) rather than let
+        both write the same checkpoints.
 
         Processes a killed torchrun launcher left behind are the usual such writer: torchrun starts its workers in
         sessions of their own, so a signal to the launcher's process group does not reach them, and they train on.
         The claim is an advisory lock on the directory itself, so it adds no file, and the kernel drops it when the
         process ends, however it ends: a killed run leaves nothing to clear away before it is resumed.
         """
-        if fcntl is None:
+        with self._locked(shared=False):
             yield self
+
+    @contextlib.contextmanager
+    def read_held(self) -> Iterator[RunDir]:
+        """A reader's claim (recluster, report, predict) while it reads the finished run: any number of readers at
+        once, but not while a run or resume writes the directory, whose files would change under them; and a resume
+        started meanwhile is refused until the readers are done."""
+        with self._locked(shared=True):
+            yield self
+
+    @contextlib.contextmanager
+    def _locked(self, shared: bool) -> Iterator[None]:
+        if fcntl is None:
+            yield
             return
         handle = os.open(self.path, os.O_RDONLY)
         try:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
+                if shared:
+                    raise RunDirError(
+                        f"{self.path}: another aeclust process is writing this run directory (a run or resume, or "
+                        "the processes of a torchrun whose launcher was killed); let it finish, then read it"
+                    ) from None
                 raise RunDirError(
-                    f"{self.path}: another aeclust process is writing this run directory (a run, or the processes of "
-                    "a torchrun whose launcher was killed, which keep going); let it finish or stop it, then resume"
+                    f"{self.path}: another aeclust process is writing this run directory, or reading it (a run, a "
+                    "recluster, report or predict of it, or the processes of a torchrun whose launcher was killed, "
+                    "which keep going); let it finish or stop it, then resume"
                 ) from None
             except OSError as error:
                 if error.errno not in UNLOCKABLE:
                     raise
                 # A file system without such locks (some network ones): the run goes on unguarded, as before.
-            yield self
+            yield
         finally:
             os.close(handle)  # closing the descriptor lets go of the lock
 

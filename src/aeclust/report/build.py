@@ -25,7 +25,7 @@ from aeclust.report.figures import confusion_figure, embedding_figure, history_f
 from aeclust.report.grids import check_indices, reconstruction_figure, typical_figure
 from aeclust.report.html import RunSection, render_page
 from aeclust.report.prediction import is_prediction_dir, load_prediction, prediction_images, write_prediction_report
-from aeclust.report.runs import FinishedRun, class_names, images_for, load_runs
+from aeclust.report.runs import FinishedRun, class_names, images_for, load_runs, runs_held
 from aeclust.report.style import save_figure
 from aeclust.report.table import table_rows, text_table
 from aeclust.rundir import RunDir
@@ -151,10 +151,11 @@ def build_report(
         prediction = load_prediction(run_dirs[0])
         images = prediction_images(prediction, images)
         return write_prediction_report(prediction, images, prepare_report_dir(out_dir, force))
-    runs = load_runs(run_dirs)
-    images = images_for(runs, images)
-    indices = check_indices(indices, images)
-    return write_report(runs, images, prepare_report_dir(out_dir, force), indices)
+    with runs_held(run_dirs):
+        runs = load_runs(run_dirs)
+        images = images_for(runs, images)
+        indices = check_indices(indices, images)
+        return write_report(runs, images, prepare_report_dir(out_dir, force), indices)
 
 
 def _compared_config(

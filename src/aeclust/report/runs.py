@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,16 @@ def _read_k_selection(metrics: dict, path: Path) -> KSelection | None:
     if selection.chosen not in selection.scores:
         raise RunDirError(f"{path}: {expected}; found chosen k = {selection.chosen}, not among {list(scores)}")
     return selection
+
+
+@contextlib.contextmanager
+def runs_held(paths: Sequence[str | Path]) -> Iterator[None]:
+    """Hold every finished run of ``paths`` for reading (:meth:`RunDir.read_held`) until the block ends, so that no
+    run is resumed, and none still being written is read, while a report reads it (its checkpoint included)."""
+    with contextlib.ExitStack() as hold:
+        for path in paths:
+            hold.enter_context(RunDir(path).check_finished(REPORT_NEEDS).read_held())
+        yield
 
 
 def load_runs(paths: Sequence[str | Path]) -> list[FinishedRun]:
