@@ -59,3 +59,12 @@ def tiny_config(epochs: int = 2, seed: int = 0, rotation: bool = True, arch: str
 
 def random_images(n: int, side: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
+
+
+def process_gone(pid: int) -> bool:
+    """Whether a process (not necessarily this one's child, so not one to wait for) has ended: no longer in /proc,
+    or a zombie its new parent has yet to reap."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True

@@ -1,13 +1,18 @@
 """The engine (devices, sharing work among processes), the one inference loop, and the one training loop."""
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import tiny_config
+from conftest import process_gone, tiny_config
 
 from aeclust.cli import main
 from aeclust.engine import DeviceError, Engine, resolve_device
@@ -174,3 +179,63 @@ def test_two_processes_get_the_gradient_of_one_large_batch(tmp_path):
     out = str(tmp_path / "grad.pt")
     mp.start_processes(_gradients_in_two_processes, args=(_free_port(), inputs, out), nprocs=2, start_method="spawn")
     assert torch.allclose(torch.load(out), layer.weight.grad, atol=1e-6)
+
+
+# A process that watches its parent, and says when the parent is gone; then a parent that starts it and waits.
+WATCHING = """
+import os, sys, time
+from aeclust.engine import watch_parent
+
+def parent_gone(parent):
+    print(f"parent {parent} gone", flush=True)
+    os._exit(3)
+
+watch_parent(parent_gone, poll_seconds=0.05)
+print("watching", flush=True)
+time.sleep(120)
+"""
+PARENT = """
+import subprocess, sys
+with open(sys.argv[2], "w") as said:
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=said)
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_a_process_stops_when_its_parent_ends_and_not_before(tmp_path):
+    said = tmp_path / "said.txt"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, WATCHING, str(said)], stdout=subprocess.PIPE, text=True)
+    watching = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 60
+        while not (said.is_file() and "watching" in said.read_text()):
+            assert time.monotonic() < deadline, "the watching process never started watching"
+            time.sleep(0.05)
+        time.sleep(0.5)  # ten polls with its parent alive
+        assert said.read_text() == "watching\n" and not process_gone(watching)
+        parent.kill()  # as a torchrun launcher killed alone
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while not process_gone(watching):
+            assert time.monotonic() < deadline, "the process went on after its parent ended"
+            time.sleep(0.05)
+        assert said.read_text() == f"watching\nparent {parent.pid} gone\n"
+    finally:
+        if not process_gone(watching):
+            os.kill(watching, signal.SIGKILL)
+
+
+def test_a_process_started_by_torchrun_watches_its_launcher_once(monkeypatch):
+    import aeclust.engine
+
+    watched = []
+    monkeypatch.setattr(aeclust.engine, "_launcher_watch", None)
+    monkeypatch.setattr(aeclust.engine, "watch_parent", lambda on_gone: watched.append(on_gone) or "thread")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    aeclust.engine.start_engine("cpu")
+    assert watched == []  # not under torchrun: nothing to watch
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    aeclust.engine.start_engine("cpu")
+    aeclust.engine.start_engine("cpu")  # training, then refinement, each start an engine
+    assert watched == [aeclust.engine._stop_without_launcher]

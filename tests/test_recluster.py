@@ -162,7 +162,7 @@ def test_a_run_still_being_written_is_not_read(finished, small_hw9_dir, tmp_path
         assert main([command, str(finished), *args, "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error == (
-        f"aeclust: error: {finished}: another aeclust process is writing this run directory (a run or resume, or the "
-        "processes of a torchrun whose launcher was killed); let it finish, then read it"
+        f"aeclust: error: {finished}: another aeclust process is writing this run directory (a run or resume of it); "
+        "let it finish, then read it"
     )
     assert not out.exists()

@@ -261,8 +261,10 @@ def test_readers_share_a_run_directory_but_not_with_its_writer(tmp_path):
         with pytest.raises(RunDirError) as error:
             with run_dir.held():  # a resume while they read
                 pass
-        assert one_line(error).startswith(f"{tmp_path}: another aeclust process is writing this run directory, or "
-                                           "reading it (a run, a recluster, report or predict of it")  # fmt: skip
+        assert one_line(error) == (
+            f"{tmp_path}: another aeclust process is writing this run directory, or reading it (a run or resume, or "
+            "a recluster, report or predict of it); let it finish or stop it, then resume"
+        )
     with run_dir.held():
         with pytest.raises(RunDirError) as error:
             with run_dir.read_held():  # a report of a run still training

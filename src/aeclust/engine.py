@@ -12,6 +12,10 @@ import contextlib
 import datetime
 import os
 import re
+import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ DEVICES = "auto, cpu, cuda, cuda:N or mps"
 # The clustering stage (t-SNE, k-means on 50,000 images) runs on rank 0 while the others wait at a collective;
 # torch's default 30-minute timeout would kill a long one.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=6)
+# How often a torchrun worker looks for its launcher: a worker left behind stops within about this long.
+LAUNCHER_POLL_SECONDS = 1.0
 
 
 class DeviceError(AeclustError):
@@ -285,8 +291,47 @@ def torchrun_world() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def watch_parent(on_gone: Callable[[int], None], poll_seconds: float = LAUNCHER_POLL_SECONDS) -> threading.Thread:
+    """Call ``on_gone(parent_pid)`` from a background thread once this process's parent has ended (the process is
+    then handed to another parent, so its parent id changes). Polled, as torch's DataLoader workers watch theirs:
+    no portable signal tells a process that its parent died."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        on_gone(parent)
+
+    thread = threading.Thread(target=watch, name="aeclust-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+_launcher_watch: threading.Thread | None = None  # one per process, however many stages start an engine
+
+
+def _stop_without_launcher(launcher: int) -> None:
+    rank = os.environ.get("RANK", "0")
+    print(
+        f"aeclust: the torchrun launcher (process {launcher}) has ended; process {rank} of the run stops too "
+        "(its run directory resumes with --resume)",
+        file=sys.stderr,
+        flush=True,
+    )
+    # At once, from this thread, whatever the main thread is in (a collective waits for peers that are stopping
+    # too): checkpoints are written atomically, and the kernel lets go of the run directory's lock.
+    os._exit(1)
+
+
 def start_engine(device: str = "auto") -> Engine:
-    """The engine for this process: under torchrun (WORLD_SIZE > 1) it joins the process group first."""
+    """The engine for this process: under torchrun (WORLD_SIZE > 1) it joins the process group first.
+
+    A process torchrun started stops when its launcher ends: torchrun starts its workers in sessions of their own,
+    so a launcher killed alone (``kill -9``, a scheduler signalling only it) would otherwise leave them training on,
+    unseen, and holding the run directory."""
+    global _launcher_watch
+    if "TORCHELASTIC_RUN_ID" in os.environ and _launcher_watch is None:  # torchrun sets it for the processes it starts
+        _launcher_watch = watch_parent(_stop_without_launcher)
     rank, local_rank, world_size = torchrun_world()
     resolved = resolve_device(device, local_rank)
     if world_size > 1:

@@ -164,8 +164,6 @@ class RunDir:
         started while another process still writes or reads it, is refused (:class:`RunDirError`) rather than let
         both write the same checkpoints.
 
-        Processes a killed torchrun launcher left behind are the usual such writer: torchrun starts its workers in
-        sessions of their own, so a signal to the launcher's process group does not reach them, and they train on.
         The claim is an advisory lock on the directory itself, so it adds no file, and the kernel drops it when the
         process ends, however it ends: a killed run leaves nothing to clear away before it is resumed.
         """
@@ -192,13 +190,12 @@ class RunDir:
             except BlockingIOError:
                 if shared:
                     raise RunDirError(
-                        f"{self.path}: another aeclust process is writing this run directory (a run or resume, or "
-                        "the processes of a torchrun whose launcher was killed); let it finish, then read it"
+                        f"{self.path}: another aeclust process is writing this run directory (a run or resume of "
+                        "it); let it finish, then read it"
                     ) from None
                 raise RunDirError(
-                    f"{self.path}: another aeclust process is writing this run directory, or reading it (a run, a "
-                    "recluster, report or predict of it, or the processes of a torchrun whose launcher was killed, "
-                    "which keep going); let it finish or stop it, then resume"
+                    f"{self.path}: another aeclust process is writing this run directory, or reading it (a run or "
+                    "resume, or a recluster, report or predict of it); let it finish or stop it, then resume"
                 ) from None
             except OSError as error:
                 if error.errno not in UNLOCKABLE:
