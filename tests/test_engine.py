@@ -157,6 +157,7 @@ def _gradients_in_two_processes(rank: int, port: int, inputs: torch.Tensor, out:
     share = slice(rank * images // 2, (rank + 1) * images // 2)
     first, second = layer(inputs[0][share]), layer(inputs[1][share])
     loss = nt_xent_loss(first, second, 0.5, engine) + scan_loss(first[:, :3], second[:, :3], 2.0, engine=engine)
+    loss = loss + nt_xent_loss(first, second, 0.5, engine, keys=_keys(inputs[:, share]))
     loss.backward()
     dist.all_reduce(layer.weight.grad)
     layer.weight.grad /= 2
@@ -165,17 +166,26 @@ def _gradients_in_two_processes(rank: int, port: int, inputs: torch.Tensor, out:
     dist.destroy_process_group()
 
 
-def _layer() -> torch.nn.Linear:
-    torch.manual_seed(0)
+def _layer(seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
     return torch.nn.Linear(6, 5)
 
 
+def _keys(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The views as another layer (a momentum copy's stand-in) sees them, without gradients."""
+    with torch.no_grad():
+        key_layer = _layer(seed=1)
+        return key_layer(inputs[0]), key_layer(inputs[1])
+
+
 def test_two_processes_get_the_gradient_of_one_large_batch(tmp_path):
-    """Gathering with gradients makes the contrastive loss and SCAN's balance term see every process's images."""
+    """Gathering with gradients makes the contrastive loss and SCAN's balance term see every process's images; the
+    contrastive loss against momentum keys sees every process's keys."""
     inputs = torch.randn(2, 12, 6, generator=torch.Generator().manual_seed(1))
     layer = _layer()
     first, second = layer(inputs[0]), layer(inputs[1])
-    (nt_xent_loss(first, second, 0.5) + scan_loss(first[:, :3], second[:, :3], 2.0)).backward()
+    loss = nt_xent_loss(first, second, 0.5) + scan_loss(first[:, :3], second[:, :3], 2.0)
+    (loss + nt_xent_loss(first, second, 0.5, keys=_keys(inputs))).backward()
     out = str(tmp_path / "grad.pt")
     mp.start_processes(_gradients_in_two_processes, args=(_free_port(), inputs, out), nprocs=2, start_method="spawn")
     assert torch.allclose(torch.load(out), layer.weight.grad, atol=1e-6)

@@ -220,3 +220,81 @@ def test_the_rotated_batch_is_resized_to_rotation_size_and_its_head_reads_that_g
     assert (resized[:, :, :7, :7] > 0.9).all() and (resized[:, :, 9:, :] < -0.9).all()  # the whole image, smaller
     loss.backward()
     assert rotation.head.linear.weight.grad.abs().sum() > 0
+
+
+def test_nt_xent_against_momentum_keys_has_the_same_value_but_trains_only_the_views():
+    first = torch.randn(5, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    second = torch.randn(5, 4, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    plain = nt_xent_loss(first, second, temperature=0.3)
+    against_keys = nt_xent_loss(first, second, temperature=0.3, keys=(first, second))
+    assert against_keys.item() == pytest.approx(plain.item(), rel=1e-6)  # keys that are the views themselves
+    (gradient_first,) = torch.autograd.grad(plain, first)
+    (gradient_keys,) = torch.autograd.grad(against_keys, first)
+    assert not torch.allclose(gradient_first, gradient_keys)  # the views move; the keys they are matched with do not
+    other_keys = (second.detach().flip(0), first.detach().flip(0))  # each view's partner key moved elsewhere
+    assert nt_xent_loss(first, second, 0.3, keys=other_keys).item() > plain.item()
+
+
+def test_the_momentum_target_keeps_its_share_and_takes_the_rest_from_the_trained_weights():
+    from aeclust.objectives.contrastive import MomentumTarget
+
+    encoder, head = torch.nn.Conv2d(3, 4, 1), torch.nn.Linear(4, 2)
+    target = MomentumTarget(encoder, head, momentum=0.9)
+    before = [p.clone() for p in target.parameters()]
+    assert all(not p.requires_grad for p in target.parameters())
+    with torch.no_grad():
+        for p in [*encoder.parameters(), *head.parameters()]:
+            p.add_(1.0)
+    target.follow(encoder, head)
+    trained = [*encoder.parameters(), *head.parameters()]
+    for mine, old, new in zip(target.parameters(), before, trained, strict=True):
+        torch.testing.assert_close(mine, 0.9 * old + 0.1 * new)
+
+
+def momentum_config(epochs: int, momentum: float = 0.9):
+    config = tiny_config(epochs=epochs)
+    config.model = preset("contrastive").model
+    config.model.widths, config.model.momentum = (8, 16, 32, 32), momentum
+    config.cluster = preset("contrastive").cluster
+    config.train.batch_size, config.train.lr = 48, 2e-3
+    return config
+
+
+def test_a_momentum_target_trains_and_resumes_exactly(small_set, tmp_path):
+    straight = Trainer(momentum_config(3), small_set, tmp_path / "a")
+    history = straight.fit()
+    assert history[-1].train_loss < history[0].train_loss
+    target = straight.method.momentum_target
+    assert target is not None and not any(p.requires_grad for p in target.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(target.encoder.parameters(), straight.model.encoder.parameters()))
+    Trainer(momentum_config(1), small_set, tmp_path / "b").fit()
+    resumed = Trainer(momentum_config(3), small_set, tmp_path / "b")
+    assert resumed.resume()
+    assert [r.train_loss for r in resumed.fit()] == [r.train_loss for r in history]
+    for a, b in zip(resumed.method.momentum_target.state_dict().values(), target.state_dict().values()):
+        assert torch.equal(a, b)
+    without = Trainer(momentum_config(1, momentum=0.0), small_set, tmp_path / "c")
+    assert without.method.momentum_target is None
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(momentum=1.0), "model momentum=1.0: expected a share above 0 and below 1 (0.99 is usual), or momentum=0"),
+        (dict(momentum=0.99, small_views=2), "model momentum=0.99: expected contrastive views without multi-crop's"),
+        (
+            dict(momentum=0.99, contrastive=False, view_size=0, rotation_size=0),
+            "model momentum=0.99: expected contrastive views without multi-crop's small views (contrastive=true, "
+            "small_views=0), or momentum=0 for none",
+        ),
+    ],
+)
+def test_a_momentum_target_needs_a_share_and_plain_contrastive_views(small_set, tmp_path, settings, message):
+    from aeclust.errors import ConfigError
+
+    config = momentum_config(1)
+    for name, value in settings.items():
+        setattr(config.model, name, value)
+    with pytest.raises(ConfigError) as error:
+        Trainer(config, small_set, tmp_path)
+    assert str(error.value).startswith(message)

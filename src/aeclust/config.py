@@ -35,6 +35,11 @@ class ModelConfig:
     contrastive: bool = False  # SimCLR: two augmented views of each image must find each other
     contrastive_weight: float = 1.0
     temperature: float = 0.5
+    # With contrastive views: each view's partner, and the views it is told apart from, are encoded by a momentum
+    # copy of the encoder and projection head instead of by the trained ones (as MoCo v2 does): each step the copy
+    # keeps this share of its weights and takes the rest from the trained ones (MoCo and BYOL use 0.99-0.999), so
+    # the partners move slowly and steadily. 0: off (SimCLR's own encoder on both sides).
+    momentum: float = 0.0
     min_crop_area: float = 0.25  # smallest share of the image a contrastive view keeps
     colour_strength: float = 0.4  # largest relative change of brightness, contrast and saturation in a view
     hue: float = 0.0  # largest hue shift of a view, as a share of a turn of the colour wheel

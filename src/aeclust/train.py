@@ -116,6 +116,15 @@ def check_views(model: ModelConfig) -> None:
             "most 1, or reconstruction_weight=0 for no reconstruction"
         )
     _check_view_sizes(model)
+    if model.momentum:
+        what, way_out = f"model momentum={model.momentum}", "momentum=0 for none"
+        if not 0 < model.momentum < 1:
+            raise ConfigError(f"{what}: expected a share above 0 and below 1 (0.99 is usual), or {way_out}")
+        if not model.contrastive or model.small_views:
+            raise ConfigError(
+                f"{what}: expected contrastive views without multi-crop's small views (contrastive=true, "
+                f"small_views=0), or {way_out}"
+            )
     if model.rotation_size:
         what, way_out = f"model rotation_size={model.rotation_size}", "rotation_size=0 for the image's own size"
         if not (model.contrastive and model.arch == "resnet" and model.rotation and not model.rotate_views):
@@ -181,6 +190,13 @@ class SelfSupervisedModel(nn.Module):
             loss = loss + term
             reported |= sums
         return loss, reported
+
+    @property
+    def momentum_target(self) -> nn.Module | None:
+        """The contrastive objective's momentum copy of the encoder, when it has one: not trained, so not among the
+        heads, but a checkpoint keeps it for an exact resume."""
+        contrastive = self.objectives["contrastive"] if "contrastive" in self.objectives else None
+        return getattr(contrastive, "target", None)
 
     def heads(self) -> dict[str, nn.Module]:
         """The objectives' heads by the names checkpoints give them, in the optimizer's order (both as in the
@@ -258,6 +274,8 @@ class Trainer:
             } | self.engine.process_state(self.view_generator)
             if self.scaler is not None:
                 state["scaler"] = self.scaler.state_dict()
+            if self.method.momentum_target is not None:
+                state["momentum_target"] = self.method.momentum_target.state_dict()
         return state
 
     def save_checkpoint(self) -> None:
@@ -292,6 +310,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         for name, head in self.heads.items():
             head.load_state_dict(state["heads"][name])
+        if self.method.momentum_target is not None:
+            self.method.momentum_target.load_state_dict(state["momentum_target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and "scaler" in state:

@@ -25,7 +25,9 @@ def _contrastive(model: nn.Module, config: ModelConfig, engine: Engine | None) -
     if not config.contrastive:
         return None
     channels = model.latent_shape[0]
-    return ContrastiveObjective(channels, config.contrastive_weight, config.temperature, engine)
+    return ContrastiveObjective(
+        channels, config.contrastive_weight, config.temperature, engine, model.encoder, config.momentum
+    )
 
 
 def _rotation(model: nn.Module, config: ModelConfig, engine: Engine | None) -> nn.Module | None:

@@ -18,6 +18,7 @@ class TrainingViews:
 
     images: torch.Tensor  # the batch as drawn (mirrored if the run flips): n images
     first_view: torch.Tensor  # the first view of each image, which the decoder must give back
+    inputs: torch.Tensor  # what the encoder read for ``latent``: every view of the batch, one after another
     latent: torch.Tensor  # the encoder's output for every view: n rows per view
     turns: torch.Tensor | None  # each latent row's turn (a multiple of 90°) when the views were turned
     small_latents: torch.Tensor | None  # multi-crop's small views, encoded after the full ones: n rows per view
@@ -63,6 +64,7 @@ def draw_training_views(
             images, turns = rotate_batch(images, generator)
         views = [images]
         inputs = images
-    latent = autoencoder.encode(channels_last(inputs))
+    inputs = channels_last(inputs)
+    latent = autoencoder.encode(inputs)
     small_latents = autoencoder.encode(channels_last(torch.cat(smalls))) if smalls else None
-    return TrainingViews(images, views[0], latent, turns, small_latents, generator, autoencoder)
+    return TrainingViews(images, views[0], inputs, latent, turns, small_latents, generator, autoencoder)
