@@ -3,6 +3,7 @@
     python bench/budget.py [--data NAME=SOURCE ...] [--budgets 5m 20m 60m 150m] [--seeds 0 1 2]
                            [--all-seeds-up-to 20m] [--ten-way SOURCE] [--ten-way-budget 60m]
                            [--out DIR] [--kept JSON] [--figure PNG] [--only NAME/BUDGET ...] [--read-only]
+                           [--set SECTION.KEY=VALUE ... --kept JSON --against JSON]
 
 Each run is `python -m aeclust run --budget B --seed S --data SOURCE` in its own process, timed from its start to
 its end (wall seconds, imports included), the machine otherwise left alone. Budgets up to --all-seeds-up-to run
@@ -15,7 +16,11 @@ A run that finished under --out is read back, not run again, and so is one whose
 run directories do not outlive its session), so the curve grows over several sittings; a run of an earlier
 default's recipe is refused (one curve, one recipe). One that was stopped part-way is started again (a resumed
 run's time would not be one sitting's). --only runs just those sets and budgets (others are read back
-where they finished); --read-only runs nothing and tabulates what finished. Prints per set and budget: epochs
+where they finished); --read-only runs nothing and tabulates what finished.
+
+--set runs a variant of the default (e.g. --set model.momentum=0.99) and needs a --kept file of its own (a variant
+never enters docs/budget-runs.json); --against docs/budget-runs.json prints the default's kept runs of the same sets,
+budgets and seeds beside it, as "NAME (default)". Prints per set and budget: epochs
 planned, train accuracy (mean ± sd, and per seed), NMI, a training batch's seconds as each run's plan took it, wall
 seconds and the range of wall/budget (every run should end within 10 % of its budget); writes results.json under
 --out and, with --figure, accuracy against budget as a figure.
@@ -33,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,12 +50,14 @@ from aeclust.budget import (
     whitens_instead_of_refining,
 )
 from aeclust.config import RunConfig, with_settings
+from aeclust.errors import ConfigError
 from aeclust.io import write_text_atomic
 from aeclust.presets import DEFAULT_MODEL, preset
 from aeclust.progress import format_duration
 from aeclust.rundir import RunDir
 
 EMBEDDED = "animals-vs-vehicles"
+DEFAULT_KEPT = Path("docs/budget-runs.json")
 
 
 def recipe(config: RunConfig) -> tuple:
@@ -71,13 +79,15 @@ def kept_run(run_dir: Path) -> dict:
     }
 
 
-def checked(kept: dict, where: str, remedy: str) -> dict:
+def checked(kept: dict, where: str, remedy: str, settings: Sequence[str] = ()) -> dict:
     """A kept run's figures, with a training batch's seconds as its plan last took them (from its first epoch where
-    it planned again); ``where`` and ``remedy`` name it and how to be rid of it when it is not today's recipe."""
+    it planned again); ``where`` and ``remedy`` name it and how to be rid of it when it is not today's recipe (with
+    ``settings``: today's default so changed)."""
     # One curve, one recipe: a run of an earlier default read back beside today's would mislead.
     config, record, plan = RunConfig.from_dict(kept["config"]), kept["record"], kept["plan"]
-    if recipe(config) != recipe(preset(DEFAULT_MODEL)):
-        raise SystemExit(f"{where}: holds a run of another recipe than today's default ({DEFAULT_MODEL}); {remedy}")
+    if recipe(config) != recipe(with_settings(preset(DEFAULT_MODEL), list(settings))):
+        wanted = f"today's default ({DEFAULT_MODEL})" + (f" with {' '.join(settings)}" if settings else "")
+        raise SystemExit(f"{where}: holds a run of another recipe than {wanted}; {remedy}")
     # A plan made before plans chose a clusterer (its budget.json says nothing of it) is today's plan only where
     # today's would not choose one either.
     if "clusterer" not in plan and whitens_instead_of_refining(config, record["epochs"] * kept["train_images"]):
@@ -97,12 +107,21 @@ def finished(run_dir: Path) -> bool:
     return (run_dir / "bench-budget.json").is_file() and (run_dir / "metrics.json").is_file()
 
 
-def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None, kept: dict, kept_file: Path) -> dict:
+def run_once(
+    source: str,
+    budget: str,
+    seed: int,
+    run_dir: Path,
+    k: int | None,
+    kept: dict,
+    kept_file: Path,
+    settings: Sequence[str] = (),
+) -> dict:
     """One budgeted run's figures: read back from ``run_dir`` where it finished there, else from ``kept`` (under
-    :func:`kept_key`), else run now; ``kept`` then holds it."""
+    :func:`kept_key`), else run now (the default changed by ``settings``); ``kept`` then holds it."""
     key = kept_key(run_dir)
     if not finished(run_dir) and key in kept:
-        return checked(kept[key], f"{kept_file}: {key}", f"remove it from {kept_file}")
+        return checked(kept[key], f"{kept_file}: {key}", f"remove it from {kept_file}", settings)
     if not finished(run_dir):
         if run_dir.exists():
             print(f"{run_dir}: stopped part-way before; starting it again", file=sys.stderr, flush=True)
@@ -110,6 +129,7 @@ def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None, 
         command = [sys.executable, "-m", "aeclust", "run", "--budget", budget, "--seed", str(seed)]
         command += ["--out", str(run_dir)] + (["--data", source] if source != EMBEDDED else [])
         command += ["--k", str(k)] if k is not None else []
+        command += [part for setting in settings for part in ("--set", setting)]
         print("$", " ".join(command), file=sys.stderr, flush=True)
         started = time.perf_counter()
         subprocess.run(command, check=True)
@@ -126,7 +146,7 @@ def run_once(source: str, budget: str, seed: int, run_dir: Path, k: int | None, 
         }  # fmt: skip
         (run_dir / "bench-budget.json").write_text(json.dumps(record, indent=2) + "\n")
     entry = kept_run(run_dir)
-    figures = checked(entry, str(run_dir), "move it away or pass another --out")
+    figures = checked(entry, str(run_dir), "move it away or pass another --out", settings)
     kept[key] = entry
     return figures
 
@@ -200,11 +220,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-budget"))
     parser.add_argument("--figure", type=Path, help="write accuracy against budget here (PNG)")
     parser.add_argument(
-        "--kept", type=Path, default=Path("docs/budget-runs.json"),
+        "--kept", type=Path, default=DEFAULT_KEPT,
         help="the finished runs' figures and settings, kept in the repository: read back as finished runs",
     )  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="run a variant")
+    parser.add_argument("--against", type=Path, metavar="JSON", help="print the default's kept runs beside")
     args = parser.parse_args()
+    if args.set:
+        try:
+            with_settings(preset(DEFAULT_MODEL), args.set)  # a misspelt setting fails before any run
+        except ConfigError as error:
+            raise SystemExit(f"--set: {error}") from None
+        if args.kept.resolve() == DEFAULT_KEPT.resolve():
+            raise SystemExit(f"--set: a variant is not kept in {DEFAULT_KEPT}; pass --kept FILE of its own")
     kept = json.loads(args.kept.read_text()) if args.kept.is_file() else {}
+    against = json.loads(args.against.read_text()) if args.against is not None else {}
 
     sets = dict(item.split("=", 1) for item in args.data) if args.data else {EMBEDDED: EMBEDDED}
     for budget in [*args.budgets, args.all_seeds_up_to, args.ten_way_budget]:
@@ -223,11 +253,16 @@ def main() -> None:
         wanted = not args.read_only and (args.only is None or f"{name}/{budget}" in args.only)
         for seed in seeds:
             run_dir = args.out / name.replace(" ", "-") / budget / f"seed{seed}"
-            if not wanted and not finished(run_dir) and kept_key(run_dir) not in kept:
+            key = kept_key(run_dir)
+            if key in against:
+                default = checked(against[key], f"{args.against}: {key}", f"remove it from {args.against}")
+                results.setdefault(f"{name} (default)", {}).setdefault(budget, []).append(default)
+            if not wanted and not finished(run_dir) and key not in kept:
                 continue
-            record = run_once(source, budget, seed, run_dir, k, kept, args.kept)
+            record = run_once(source, budget, seed, run_dir, k, kept, args.kept, args.set)
             write_text_atomic(args.kept, json.dumps(kept, indent=1, sort_keys=True) + "\n")  # each run, as it ends
-            results.setdefault(name, {}).setdefault(budget, []).append(record)
+            label = f"{name} ({' '.join(args.set)})" if args.set else name
+            results.setdefault(label, {}).setdefault(budget, []).append(record)
             print(
                 f"{name} {budget} seed {seed}: train {record['train_accuracy']:.3f}, {record['epochs']} epochs, "
                 f"{format_duration(record['wall_seconds'])} of {budget}",

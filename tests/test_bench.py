@@ -330,6 +330,39 @@ def saved_plan(step_seconds: float) -> dict:
     return plan | {"estimate_seconds": {"total": 290.0}, "speeds": speeds}
 
 
+def test_budget_bench_runs_a_variant_with_its_settings_and_reads_it_back_only_as_that_variant(tmp_path, monkeypatch):
+    budget = load_bench("budget.py")
+    variant = ["model.momentum=0.99"]
+    run_dir = tmp_path / "animals-vs-vehicles" / "20m" / "seed0"
+    started = []
+
+    def finish(command, check):  # what `aeclust run` leaves behind, without the hours
+        started.append(command)
+        run_dir.mkdir(parents=True)
+        with_settings(preset(DEFAULT_MODEL), ["train.epochs=50", *variant]).save(run_dir / "config.json")
+        (run_dir / "metrics.json").write_text(json.dumps({
+            "epochs": 50, "k": 2, "train_accuracy": 0.9, "train_scores": {"nmi": 0.5}, "val_accuracy": 0.9,
+            "budget": {"taken_seconds": 1190.0, "estimate_seconds": {"total": 1150.0}},
+        }))  # fmt: skip
+        (run_dir / "budget.json").write_text(json.dumps(saved_plan(0.5) | {"clusterer": "whitened-kmeans"}))
+        RunDir(run_dir).save_array("train_clusters", np.zeros(8500, dtype=np.int64))
+
+    monkeypatch.setattr(budget, "subprocess", SimpleNamespace(run=finish))
+    kept, kept_file = {}, tmp_path / "momentum.json"
+    record = budget.run_once("animals-vs-vehicles", "20m", 0, run_dir, None, kept, kept_file, variant)
+    assert record["train_accuracy"] == 0.9 and record["epochs"] == 50
+    command = started[0]
+    assert command[command.index("--set") + 1] == "model.momentum=0.99" and "--budget" in command
+    elsewhere = tmp_path / "elsewhere" / "animals-vs-vehicles" / "20m" / "seed0"
+    assert budget.run_once("animals-vs-vehicles", "20m", 0, elsewhere, None, kept, kept_file, variant) == record
+    with pytest.raises(SystemExit, match="holds a run of another recipe than today's default \\(contrastive\\); "):
+        budget.run_once("animals-vs-vehicles", "20m", 0, run_dir, None, {}, kept_file)  # not the default's run
+    other = "another recipe than today's default \\(contrastive\\) with model.momentum=0.9;"
+    with pytest.raises(SystemExit, match=other):
+        budget.run_once("animals-vs-vehicles", "20m", 0, run_dir, None, {}, kept_file, ["model.momentum=0.9"])
+    assert len(started) == 1
+
+
 def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monkeypatch):
     budget = load_bench("budget.py")
     # the bench's own name only: matplotlib's first import runs subprocesses of its own
