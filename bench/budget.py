@@ -234,6 +234,7 @@ def main() -> None:
         if args.kept.resolve() == DEFAULT_KEPT.resolve():
             raise SystemExit(f"--set: a variant is not kept in {DEFAULT_KEPT}; pass --kept FILE of its own")
     kept = json.loads(args.kept.read_text()) if args.kept.is_file() else {}
+    args.kept.parent.mkdir(parents=True, exist_ok=True)  # written after the first run: not missing hours later
     against = json.loads(args.against.read_text()) if args.against is not None else {}
 
     sets = dict(item.split("=", 1) for item in args.data) if args.data else {EMBEDDED: EMBEDDED}
