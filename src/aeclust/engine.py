@@ -145,12 +145,12 @@ class Engine:
         return slice(min(count, self.rank * per), min(count, (self.rank + 1) * per))
 
     # -- collectives (no-ops in one process) ----------------------------------------------------------
-    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+    def gather(self, tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
         """Every process's ``tensor`` (their first dimensions may differ), concatenated in rank order, on every
-        process; no gradient flows back."""
+        process; no gradient flows back. ``sizes``: every process's first dimension, when the caller knows them."""
         if not self.distributed:
             return tensor
-        return _all_gather_padded(tensor.contiguous(), self.sizes(len(tensor)))
+        return _all_gather_padded(tensor.contiguous(), sizes if sizes is not None else self.sizes(len(tensor)))
 
     def gather_with_grad(self, tensor: torch.Tensor, sizes: list[int] | None = None) -> torch.Tensor:
         """Every process's ``tensor`` (their first dimensions may differ), concatenated in rank order, with gradients

@@ -38,10 +38,8 @@ def nt_xent_loss(
         everyone, offset, total = targets, 0, n
     else:
         sizes = engine.sizes(n)
-        if keys is None:  # every process's views, with their gradients
-            gathered = [engine.gather_with_grad(part, sizes) for part in (targets[:n], targets[n:])]
-        else:
-            gathered = [engine.gather(part) for part in (targets[:n], targets[n:])]
+        gather = engine.gather_with_grad if keys is None else engine.gather  # keys carry no gradient back
+        gathered = [gather(part, sizes) for part in (targets[:n], targets[n:])]
         everyone, offset, total = torch.cat(gathered), sum(sizes[: engine.rank]), sum(sizes)
     similarity = embeddings @ everyone.T / temperature
     rows = torch.arange(n, device=embeddings.device)
