@@ -8,8 +8,9 @@ it, the refinement; a plan that trains long enough clusters on whitened dimensio
 (:func:`whitens_instead_of_refining`). After the first epoch, :func:`replan_after_first_epoch` plans again from
 that epoch's real time: a few steps timed while the machine was briefly slower (or faster) than it then runs would
 otherwise set every epoch after them (docs/results.md, sections 19–20); and a third of the way through,
-:func:`replan_midway` plans the rest from the epochs' own mean time, and again two thirds of the way, since later
-epochs drift from the first's and a machine's speed can change part-way through (sections 24–25). The plan is
+:func:`replan_midway` plans the rest from the epochs' own mean time, and again two thirds and five sixths of the way,
+each from the epochs since the plan before, since later epochs drift from the first's and a machine's speed can change
+part-way through (sections 24, 25 and 29). The plan is
 written into the run's settings (``config.json``) and ``budget.json``, so a resumed run continues the same plan
 and the same seed with the same plan gives the same clusters; ``budget.json`` also lists the settings that repeat
 the plan without measuring.
@@ -81,11 +82,13 @@ PLANNED_SETTINGS = (
     "train.epochs", "train.mse_every", "refine.epochs", "train.provisional_epochs", "train.replanned_after",
     "train.epochs_before_replan",
 )  # fmt: skip
-# The run plans once more after this share of its epochs, from their real time (an epoch's time drifts from the
-# first's: docs/results.md, sections 22 and 24), and once more after this share, since a machine's speed can
-# change part-way through (section 25: a run's epochs sped up by a fifth after its first midway plan), where it has
-# at least MIDWAY_FROM_EPOCHS.
-MIDWAY_SHARES = (1 / 3, 2 / 3)
+# The run plans once more after each of these shares of its epochs, from their real time (an epoch's time drifts
+# from the first's: docs/results.md, sections 22 and 24), where it has at least MIDWAY_FROM_EPOCHS. More than once,
+# since a machine's speed can change part-way through (section 25: a run's epochs sped up by a fifth after its first
+# midway plan); the last late, since a change after it goes uncorrected (section 29: epochs a quarter quicker after
+# two thirds of a run ended it at 0.88 of its budget), but not later, since each plan from then on counts fewer
+# epochs' time and the epochs left to add or drop are fewer.
+MIDWAY_SHARES = (1 / 3, 2 / 3, 5 / 6)
 MIDWAY_FROM_EPOCHS = 6
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
@@ -119,6 +122,18 @@ class Speeds:
     neighbour_seconds: float  # exact neighbour search among ``cluster_sample`` points
     checkpoint_seconds: float  # writing one epoch's checkpoints
     measuring_seconds: float  # how long measuring all this took
+
+    def at_pace(self, pace: float) -> Speeds:
+        """These speeds on a machine ``pace`` times as slow (0.5: twice as quick) as when they were measured: a
+        machine that sped up or slowed down does so for every stage, not only the training steps it was seen in."""
+        return replace(
+            self,
+            train_step_seconds=self.train_step_seconds * pace, refine_step_seconds=self.refine_step_seconds * pace,
+            full_pass_images_per_second=self.full_pass_images_per_second / pace,
+            encode_images_per_second=self.encode_images_per_second / pace,
+            cluster_seconds=self.cluster_seconds * pace, val_cluster_seconds=self.val_cluster_seconds * pace,
+            neighbour_seconds=self.neighbour_seconds * pace, checkpoint_seconds=self.checkpoint_seconds * pace,
+        )  # fmt: skip
 
 
 @dataclass
@@ -417,15 +432,20 @@ def replan_midway(
     spent_seconds: float,
 ) -> BudgetPlan:
     """``plan`` made again after ``epochs_done`` epochs from their real time: an epoch's mean ``train_seconds`` since
-    the first, and its history's mean ``history_seconds`` (the val clustering, and the MSE pass where it was due);
+    the plan before (see :func:`aeclust.pipeline.replan_run_midway`), and its history's mean ``history_seconds`` (the
+    val clustering, and the MSE pass where it was due);
     ``spent_seconds`` is the run's time so far, the last epoch's history not yet taken. ``config`` holds the settings
     as given (see :func:`replan_after_first_epoch`).
 
     The first epoch's time sets the plan after it, but later epochs drift from it: on this project's machine they ran
     15 % slower (a run 4 % over its budget) and 15 % quicker (a run 14 % under) than it did (docs/results.md,
-    sections 22 and 24). The rest of the run is planned from the epochs' own means.
+    sections 22 and 24). The rest of the run is planned from the epochs' own means, and what is still to come after
+    the epochs (the last MSE pass, clustering, refinement) from the speeds measured before training, at the pace the
+    epochs now run against the step measured then: a machine 2.5 times quicker than when it measured ended a run at
+    0.83 of its budget when only its epochs were counted quicker (section 29).
     """
-    costs = Costs.of(config, train_count, val_count, plan.speeds)
+    pace = train_seconds * config.train.batch_size / train_count / plan.speeds.train_step_seconds
+    costs = Costs.of(config, train_count, val_count, plan.speeds.at_pace(pace))
     after_each = history_seconds + plan.speeds.checkpoint_seconds
     epoch_seconds = train_seconds + after_each
 

@@ -291,10 +291,14 @@ def replan_run_midway(
     clock: BudgetClock,
 ) -> BudgetPlan:
     """``plan`` made again from the epochs trained so far (see :func:`aeclust.budget.replan_midway`): the last one's
-    ``train_seconds``, and those ``history`` holds of the others. The first epoch's training, slower than the rest
-    (reading the images, warming up), is left out; its history is not."""
+    ``train_seconds``, and those ``history`` holds of the others. An epoch's training is timed by the epochs since
+    the plan before, not all of them, so that a machine that sped up or slowed down part-way through is planned for
+    as it now runs (docs/results.md, section 29); the first epoch's, slower than the rest (reading the images,
+    warming up), is never counted. An epoch's history is timed by all of them, since its MSE pass comes only every
+    so many epochs and a few would miscount it."""
     epochs_done = len(history) + 1
-    mean_train = statistics.mean([record.train_seconds for record in history[1:]] + [train_seconds])
+    since = max((1, *plan.replanned_after))  # the epoch after which the plan before was made
+    mean_train = statistics.mean([record.train_seconds for record in history[since:]] + [train_seconds])
     mean_history = statistics.mean(record.eval_seconds for record in history)
     again = replan_midway(
         plan, config, *image_counts(images), epochs_done, mean_train, mean_history, clock.spent()
@@ -569,6 +573,5 @@ def _saved_latents(source: RunDir, images: ImageSet, metrics: dict, epoch: int) 
         if latents.ndim != 4 or len(latents) != count:
             return None
         loaded[split] = latents
-    return Evaluation(
-        epoch, loaded["train"], metrics["train_mse"], loaded.get("val"), metrics.get("val_mse") if images.has_val else None
-    )
+    val_mse = metrics.get("val_mse") if images.has_val else None
+    return Evaluation(epoch, loaded["train"], metrics["train_mse"], loaded.get("val"), val_mse)

@@ -349,10 +349,10 @@ class Trainer:
         return totals.loss, (rotation / totals.images if rotation is not None else float("nan"))
 
     def after_epoch(self, seconds: float) -> None:
-        """A budgeted run plans again after some epochs (its first, and a third of the way). Where the next epoch's
-        one-cycle schedule is laid out over other epochs than this one's (a plan changed them, or a run repeating
-        such a plan by its settings reaches the epoch where it did), the rest of the schedule is laid out over those,
-        from the step this epoch reached."""
+        """A budgeted run plans again after some epochs (its first, then a third, two thirds and five sixths of the
+        way). Where the next epoch's one-cycle schedule is laid out over other epochs than this one's (a plan changed
+        them, or a run repeating such a plan by its settings reaches the epoch where it did), the rest of the schedule
+        is laid out over those, from the step this epoch reached."""
         laid_out = schedule_epochs(self.config.train, self.epoch)
         if self.replan is not None:
             self.config = self.replan(self.config, self.epoch, seconds)
