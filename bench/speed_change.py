@@ -61,16 +61,22 @@ def run_under_load(name: str, src: Path, args: argparse.Namespace, run_dir: Path
     if run.wait() != 0:
         raise SystemExit(f"{name}: the run failed (exit {run.returncode}); see its output above")
     wall = time.perf_counter() - started
+    return figures(name, src, run_dir, budget_seconds, load_ended, wall)
 
+
+def figures(name: str, src: Path, run_dir: Path, budget_seconds: float, load_ended: float, wall: float) -> dict:
+    """A finished run's figures; ``load_ended`` and ``wall`` are seconds from the run's process start."""
     directory = RunDir(run_dir)
     metrics, plan = directory.read_metrics(), json.loads(directory.budget.read_text())
-    history = directory.read_history()
-    # When each epoch ended, from the run's start, by the epochs' own times: which ones ran under the load.
-    measuring = metrics["budget"]["taken_seconds"] - sum(r.train_seconds + r.eval_seconds for r in history)
-    ended, under, after = measuring, [], []
-    for record in history[1:]:  # the first epoch reads the images and warms up
+    history, timings = directory.read_history(), metrics["timings"]
+    # When each epoch ended, from the process start, by the epochs' own times after what came before the first
+    # (starting Python and importing, reading the images, measuring the speeds): which ones ran under the load.
+    ended = (wall - timings["total_seconds"]) + timings["load_seconds"] + plan["speeds"]["measuring_seconds"]
+    under, after = [], []
+    for index, record in enumerate(history):
         ended += record.train_seconds + record.eval_seconds
-        (under if ended <= load_ended else after).append(record.train_seconds)
+        if index:  # the first epoch reads the images and warms up
+            (under if ended <= load_ended else after).append(record.train_seconds)
     return {
         "name": name, "src": str(src), "budget_seconds": budget_seconds, "load_seconds": load_ended,
         "epochs": metrics["epochs"], "replanned_after": plan.get("replanned_after", []),

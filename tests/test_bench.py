@@ -20,7 +20,7 @@ from aeclust.errors import RunDirError
 from aeclust.metrics import accuracy_of
 from aeclust.pipeline import run
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.rundir import RunDir
+from aeclust.rundir import EpochRecord, RunDir
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -431,3 +431,36 @@ def test_budget_bench_reads_finished_runs_back_and_tabulates_them(tmp_path, monk
     with pytest.raises(RunDirError, match="metrics.json"):
         budget.run_once("animals-vs-vehicles", "5m", 0, stopped, None, {}, kept_file)  # the stand-in wrote no metrics
     assert started and "--budget" in started[0] and not (stopped / "config.json").exists()
+
+
+def test_speed_change_bench_sorts_epochs_by_when_they_ended_and_chains_the_plans(tmp_path):
+    speed_change = load_bench("speed_change.py")
+    run_dir = tmp_path / "run"
+    directory = RunDir(run_dir)
+    run_dir.mkdir()
+    # 10 s before the first epoch (4 s starting Python and importing, 1 s reading, 5 s measuring); epochs of 40 s
+    # under the load and 15 s after it, each with 1 s of history: epoch 3 ends at 10 + 3 * 41 = 133 s.
+    seconds = [40.0, 40.0, 40.0, 15.0, 15.0, 15.0]
+    directory.write_history([
+        EpochRecord(epoch, 1.0, float("nan"), 0.9, 0.8, train, 1.0) for epoch, train in enumerate(seconds, start=1)
+    ])  # fmt: skip
+    wall = 4.0 + 200.0
+    directory.write_metrics({
+        "epochs": 6, "train_accuracy": 0.86, "timings": {"total_seconds": 200.0, "load_seconds": 1.0},
+        "budget": {"taken_seconds": 200.0},
+    })  # fmt: skip
+    plan = {"replanned_after": [2, 4], "epochs_before_replan": [0, 5], "provisional_epochs": 4}
+    directory.budget.write_text(json.dumps(plan | {"speeds": {"measuring_seconds": 5.0}}))
+    # The load ended 1 s after epoch 3 did.
+    result = speed_change.figures("now", Path("src"), run_dir, 300.0, 134.0, wall)
+    assert result["epoch_seconds_under_load"] == 40.0 and result["epoch_seconds_after"] == 15.0  # epoch 1 left out
+    assert result["epochs"] == 6 and result["train_accuracy"] == 0.86
+    # 4 epochs first, 5 after epoch 1 (kept after epoch 2, 0 standing for the next plan's), 6 after epoch 4.
+    assert speed_change.plans_text(result) == "4 →(1) 5 →(2) 5 →(4) 6"
+    earlier = speed_change.figures("now", Path("src"), run_dir, 300.0, 132.0, wall)  # a second before epoch 3 ended
+    assert earlier["epoch_seconds_under_load"] == 40.0 and earlier["epoch_seconds_after"] == 21.25
+    table = speed_change.table([result])
+    assert "| now | 4 →(1) 5 →(2) 5 →(4) 6 | 40.0 | 15.0 | 6 | 0.860 | 204 | 0.68 |" in table
+    not_a_checkout = "holding the aeclust package, found 'old=/nowhere'"
+    with pytest.raises(speed_change.argparse.ArgumentTypeError, match=not_a_checkout):
+        speed_change.source_folder("old=/nowhere")

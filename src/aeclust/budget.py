@@ -10,10 +10,9 @@ that epoch's real time: a few steps timed while the machine was briefly slower (
 otherwise set every epoch after them (docs/results.md, sections 19–20); and a third of the way through,
 :func:`replan_midway` plans the rest from the epochs' own mean time, and again two thirds and five sixths of the way,
 each from the epochs since the plan before, since later epochs drift from the first's and a machine's speed can change
-part-way through (sections 24, 25 and 29). The plan is
-written into the run's settings (``config.json``) and ``budget.json``, so a resumed run continues the same plan
-and the same seed with the same plan gives the same clusters; ``budget.json`` also lists the settings that repeat
-the plan without measuring.
+part-way through (sections 24, 25 and 29). The plan is written into the run's settings (``config.json``) and
+``budget.json``, so a resumed run continues the same plan and the same seed with the same plan gives the same
+clusters; ``budget.json`` also lists the settings that repeat the plan without measuring.
 
 What does not grow: the model's width and its views' size. Wider models and full-size views cost more per
 epoch than they gave back in accuracy within the times measured (docs/results.md, sections 11–12); epochs are
