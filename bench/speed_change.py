@@ -28,9 +28,11 @@ import sys
 import time
 from pathlib import Path
 
-from aeclust.budget import parse_duration
+from aeclust.budget import BudgetPlan, parse_duration
+from aeclust.config import TrainConfig
 from aeclust.io import write_text_atomic
 from aeclust.rundir import RunDir
+from aeclust.train import schedule_epochs
 
 EMBEDDED = "animals-vs-vehicles"
 BUSY_LOOP = "while True: pass"
@@ -67,11 +69,11 @@ def run_under_load(name: str, src: Path, args: argparse.Namespace, run_dir: Path
 def figures(name: str, src: Path, run_dir: Path, budget_seconds: float, load_ended: float, wall: float) -> dict:
     """A finished run's figures; ``load_ended`` and ``wall`` are seconds from the run's process start."""
     directory = RunDir(run_dir)
-    metrics, plan = directory.read_metrics(), json.loads(directory.budget.read_text())
-    history, timings = directory.read_history(), metrics["timings"]
+    metrics, history, train = directory.read_metrics(), directory.read_history(), directory.read_config().train
+    timings, speeds = metrics["timings"], BudgetPlan.load(directory.budget).speeds
     # When each epoch ended, from the process start, by the epochs' own times after what came before the first
     # (starting Python and importing, reading the images, measuring the speeds): which ones ran under the load.
-    ended = (wall - timings["total_seconds"]) + timings["load_seconds"] + plan["speeds"]["measuring_seconds"]
+    ended = (wall - timings["total_seconds"]) + timings["load_seconds"] + speeds.measuring_seconds
     under, after = [], []
     for index, record in enumerate(history):
         ended += record.train_seconds + record.eval_seconds
@@ -79,9 +81,7 @@ def figures(name: str, src: Path, run_dir: Path, budget_seconds: float, load_end
             (under if ended <= load_ended else after).append(record.train_seconds)
     return {
         "name": name, "src": str(src), "budget_seconds": budget_seconds, "load_seconds": load_ended,
-        "epochs": metrics["epochs"], "replanned_after": plan.get("replanned_after", []),
-        "epochs_before_replan": plan.get("epochs_before_replan", []),
-        "provisional_epochs": plan.get("provisional_epochs", 0),
+        "epochs": metrics["epochs"], "plans": plans_text(train),
         "epoch_seconds_under_load": statistics.mean(under) if under else None,
         "epoch_seconds_after": statistics.mean(after) if after else None,
         "train_accuracy": metrics.get("train_accuracy"), "wall_seconds": wall,
@@ -89,13 +89,12 @@ def figures(name: str, src: Path, run_dir: Path, budget_seconds: float, load_end
     }  # fmt: skip
 
 
-def plans_text(result: dict) -> str:
-    """The epochs of each plan in turn, with the epoch after which the next was made, e.g. "13 →(1) 12 →(4) 14"."""
-    before = result["epochs_before_replan"]  # each midway plan's predecessor's epochs, 0 where it kept them
-    resolved = [next((epochs for epochs in before[index:] if epochs), result["epochs"]) for index in range(len(before))]
-    parts = [f"{result['provisional_epochs']} →(1)"] if result["provisional_epochs"] else []
-    parts += [f"{epochs} →({at})" for epochs, at in zip(resolved, result["replanned_after"])]
-    return " ".join([*parts, str(result["epochs"])])
+def plans_text(train: TrainConfig) -> str:
+    """The epochs of each plan a run followed in turn, with the epoch after which the next was made, e.g.
+    "13 →(1) 12 →(4) 14": the plan in force at each such epoch is the one its schedule was laid out over."""
+    parts = [f"{train.provisional_epochs} →(1)"] if train.provisional_epochs else []
+    parts += [f"{schedule_epochs(train, at)} →({at})" for at in train.replanned_after]
+    return " ".join([*parts, str(train.epochs)])
 
 
 def table(results: list[dict]) -> str:
@@ -109,7 +108,7 @@ def table(results: list[dict]) -> str:
     ]
     for result in results:
         cells = [
-            result["name"], plans_text(result), figure(result["epoch_seconds_under_load"], 1),
+            result["name"], result["plans"], figure(result["epoch_seconds_under_load"], 1),
             figure(result["epoch_seconds_after"], 1), str(result["epochs"]), figure(result["train_accuracy"], 3),
             figure(result["wall_seconds"], 0), figure(result["wall_seconds"] / result["budget_seconds"], 2),
         ]  # fmt: skip

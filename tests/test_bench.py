@@ -449,14 +449,16 @@ def test_speed_change_bench_sorts_epochs_by_when_they_ended_and_chains_the_plans
         "epochs": 6, "train_accuracy": 0.86, "timings": {"total_seconds": 200.0, "load_seconds": 1.0},
         "budget": {"taken_seconds": 200.0},
     })  # fmt: skip
-    plan = {"replanned_after": [2, 4], "epochs_before_replan": [0, 5], "provisional_epochs": 4}
-    directory.budget.write_text(json.dumps(plan | {"speeds": {"measuring_seconds": 5.0}}))
+    plans = ["train.provisional_epochs=4", "train.replanned_after=2,4", "train.epochs_before_replan=0,5"]
+    with_settings(preset(DEFAULT_MODEL), ["train.epochs=6", *plans]).save(run_dir / "config.json")
+    saved = saved_plan(0.5)
+    directory.budget.write_text(json.dumps(saved | {"speeds": saved["speeds"] | {"measuring_seconds": 5.0}}))
     # The load ended 1 s after epoch 3 did.
     result = speed_change.figures("now", Path("src"), run_dir, 300.0, 134.0, wall)
     assert result["epoch_seconds_under_load"] == 40.0 and result["epoch_seconds_after"] == 15.0  # epoch 1 left out
     assert result["epochs"] == 6 and result["train_accuracy"] == 0.86
     # 4 epochs first, 5 after epoch 1 (kept after epoch 2, 0 standing for the next plan's), 6 after epoch 4.
-    assert speed_change.plans_text(result) == "4 →(1) 5 →(2) 5 →(4) 6"
+    assert result["plans"] == "4 →(1) 5 →(2) 5 →(4) 6"
     earlier = speed_change.figures("now", Path("src"), run_dir, 300.0, 132.0, wall)  # a second before epoch 3 ended
     assert earlier["epoch_seconds_under_load"] == 40.0 and earlier["epoch_seconds_after"] == 21.25
     table = speed_change.table([result])

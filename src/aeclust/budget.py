@@ -390,6 +390,12 @@ def plan_budget(
     return BudgetPlan(budget_seconds, speeds, epochs, mse_every, refine_epochs, estimate, clusterer=clusterer)
 
 
+def _step_seconds(epoch_seconds: float, config: RunConfig, train_count: int) -> float:
+    """A training batch's seconds from an epoch's, as :class:`Costs` counts an epoch: per image, so an epoch's last,
+    smaller batch costs its share of a full one."""
+    return epoch_seconds * config.train.batch_size / train_count
+
+
 def replan_after_first_epoch(
     plan: BudgetPlan, config: RunConfig, train_count: int, val_count: int, epoch_seconds: float, spent_seconds: float
 ) -> BudgetPlan:
@@ -400,7 +406,7 @@ def replan_after_first_epoch(
     The first epoch is counted at its real time too, which includes what a few steps do not see (reading the
     images, an epoch's last batch); that errs towards ending early, never towards running over.
     """
-    step = epoch_seconds * config.train.batch_size / train_count  # as plan_budget counts an epoch: per image
+    step = _step_seconds(epoch_seconds, config, train_count)
     again = plan_budget(
         plan.budget_seconds, config, train_count, val_count, replace(plan.speeds, train_step_seconds=step),
         spent_seconds, epochs_done=1,
@@ -443,7 +449,7 @@ def replan_midway(
     epochs now run against the step measured then: a machine 2.5 times quicker than when it measured ended a run at
     0.83 of its budget when only its epochs were counted quicker (section 29).
     """
-    pace = train_seconds * config.train.batch_size / train_count / plan.speeds.train_step_seconds
+    pace = _step_seconds(train_seconds, config, train_count) / plan.speeds.train_step_seconds
     costs = Costs.of(config, train_count, val_count, plan.speeds.at_pace(pace))
     after_each = history_seconds + plan.speeds.checkpoint_seconds
     epoch_seconds = train_seconds + after_each
