@@ -21,9 +21,9 @@ from pathlib import Path
 from aeclust.config import with_settings
 from aeclust.data import load_images
 from aeclust.errors import ConfigError
-from aeclust.pipeline import run
+from aeclust.pipeline.run import run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import MODELS, preset
-from aeclust.rundir import RunDir
 
 STUDY_ABLATIONS = ["baseline", "baseline+rotation", "resnet", "improved", "contrastive"]
 

@@ -42,19 +42,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aeclust.budget import (
-    PLANNED_SETTINGS,
-    WHITENED_CLUSTERER,
-    BudgetPlan,
-    parse_duration,
-    whitens_instead_of_refining,
-)
+from aeclust.budget.costs import WHITENED_CLUSTERER, whitens_instead_of_refining
+from aeclust.budget.durations import parse_duration
+from aeclust.budget.plan import PLANNED_SETTINGS, BudgetPlan
 from aeclust.config import RunConfig, with_settings
 from aeclust.errors import ConfigError
-from aeclust.io import write_text_atomic
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.progress import format_duration
-from aeclust.rundir import RunDir
+from aeclust.runtime.io import write_text_atomic
+from aeclust.runtime.progress import format_duration
 
 EMBEDDED = "animals-vs-vehicles"
 DEFAULT_KEPT = Path("docs/budget-runs.json")

@@ -31,14 +31,14 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from aeclust.cluster import cluster, neighbour_agreement
+from aeclust.cluster.clusterers import cluster, neighbour_agreement
+from aeclust.cluster.features import latent_features
+from aeclust.cluster.neighbours import nearest_neighbours
+from aeclust.cluster.reduce import whiten
 from aeclust.data import load_images
-from aeclust.embed import latent_features
 from aeclust.metrics import accuracy_of
-from aeclust.neighbours import nearest_neighbours
-from aeclust.objectives.neighbours import scan_loss
-from aeclust.reduce import whiten
-from aeclust.rundir import RunDir
+from aeclust.nn.objectives.neighbours import scan_loss
+from aeclust.pipeline.rundir import RunDir
 
 
 def oracle_merge_accuracy(features: np.ndarray, labels: np.ndarray, clusters: int, seed: int) -> float:
@@ -55,7 +55,7 @@ HEAD_NEIGHBOURS, HEAD_STEPS, HEAD_BATCH, HEAD_LR, HEAD_ENTROPY_WEIGHT = 20, 1500
 
 def frozen_head_clusters(features: np.ndarray, neighbours: torch.Tensor, k: int, seed: int) -> np.ndarray:
     """Clusters of a linear head trained by neighbour consistency on fixed ``features``, pairing each row with
-    its ``neighbours`` (as :func:`aeclust.neighbours.nearest_neighbours` finds them, once for every seed)."""
+    its ``neighbours`` (as :func:`aeclust.cluster.neighbours.nearest_neighbours` finds them, once for every seed)."""
     points = torch.as_tensor(features, dtype=torch.float32)
     points = (points - points.mean(0)) / (points.std(0) + 1e-6)
     generator = torch.Generator().manual_seed(seed)

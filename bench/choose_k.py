@@ -2,7 +2,7 @@
 
     python bench/choose_k.py RUN_DIR [RUN_DIR ...] [--k-range 2:30] [--seed 0]
 
-For each run it prints, per criterion of aeclust.choose_k, the chosen k, the three best-scored k and the seconds it
+For each run it prints, per criterion of aeclust.cluster.choose_k, the chosen k, the three best-scored k and the seconds it
 took, on the features the run clustered (its latent mode and scaling, from arrays/train_latents.npy). With labels
 (class folders, read from prediction.csv's ids, or the run's data), it also prints how compact the true classes
 are in those features (the cosine silhouette of the labels, on the same kind of subsample) and the silhouette of
@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import silhouette_score
 
-from aeclust.choose_k import K_CRITERIA, SAMPLE_SIZE, choose_k
+from aeclust.cluster.choose_k import K_CRITERIA, SAMPLE_SIZE, choose_k
+from aeclust.cluster.features import latent_features
 from aeclust.config import parse_k_range
 from aeclust.data import load_images
-from aeclust.embed import latent_features
-from aeclust.rundir import RunDir
+from aeclust.pipeline.rundir import RunDir
 
 
 def main() -> None:

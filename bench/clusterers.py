@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from aeclust.cluster import CLUSTERERS, cluster_latents, neighbour_agreement, neighbour_indices
+from aeclust.cluster.clusterers import CLUSTERERS, neighbour_agreement, neighbour_indices
+from aeclust.cluster.stage import cluster_latents
 from aeclust.data import load_images
 from aeclust.metrics import clustering_scores
-from aeclust.rundir import RunDir
+from aeclust.pipeline.rundir import RunDir
 
 
 def shares(sizes: list[int] | np.ndarray) -> str:

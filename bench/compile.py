@@ -25,8 +25,9 @@ from dataclasses import replace
 import torch
 
 from aeclust.data import load_images
+from aeclust.encoders.autoencoder import Trainer
+from aeclust.pipeline.run import run_trainer
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.train import Trainer
 
 
 def finish_queued_work(trainer: Trainer) -> None:
@@ -40,7 +41,7 @@ def timed(images, device: str, epochs: int, compiled: bool) -> dict:
     config.device = device
     config.train.epochs = epochs + 1  # the one-cycle schedule spans the epochs timed here
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, images, run_dir)
+        trainer = run_trainer(config, images, run_dir)
         if compiled:
             trainer.training_module.compile()
         batches = -(-len(images.train_images) // config.train.batch_size)

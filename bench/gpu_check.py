@@ -30,14 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aeclust.budget import parse_duration
+from aeclust.budget.durations import parse_duration
 from aeclust.data import load_images
-from aeclust.engine import resolve_device
-from aeclust.infer import infer
-from aeclust.pipeline import run
+from aeclust.encoders.autoencoder import load_model
+from aeclust.pipeline.run import run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.rundir import RunDir
-from aeclust.train import load_model
+from aeclust.runtime.engine import resolve_device
+from aeclust.runtime.infer import infer
 
 KEPT_CPU_RUNS = Path(__file__).resolve().parent.parent / "docs" / "budget-runs.json"
 
@@ -88,7 +88,7 @@ def checkpoint_moves_to_cpu(run_dir: Path) -> float:
     images = load_images(None).val_images[:256]
     on_gpu, _ = load_model(RunDir(run_dir).last_checkpoint, "cuda")
     on_cpu, _ = load_model(RunDir(run_dir).last_checkpoint, "cpu")
-    from aeclust.engine import Engine
+    from aeclust.runtime.engine import Engine
 
     gpu = infer(on_gpu, images, engine=Engine(torch.device("cuda"))).latents
     cpu = infer(on_cpu, images).latents

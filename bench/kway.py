@@ -43,7 +43,8 @@ from aeclust.presets import DEFAULT_MODEL, preset
 # the path (as running a script from it does) for when this file is loaded by path, as the tests do.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import mean_sd, run_or_read  # noqa: E402
-from pairings import PAIRINGS, build as build_pairings, read_classes  # noqa: E402
+from pairings import PAIRINGS, read_classes  # noqa: E402
+from pairings import build as build_pairings
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FULL_PER_CLASS = 5000

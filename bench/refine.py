@@ -4,7 +4,7 @@
 
 For each finished run (trained on a set with train labels), it prints side by side: k-means on the run's pooled,
 unit-length latents; how often an image's nearest neighbours in that space share its label; and, after each
-epoch of the refinement in ``aeclust.refine`` (neighbour consistency, then self-labelling), the train accuracy.
+epoch of the refinement in ``aeclust.refine.scan`` (neighbour consistency, then self-labelling), the train accuracy.
 The refinement uses the run's own settings; --epochs and --set override them. Labels only score; they never
 steer the refinement.
 """
@@ -18,16 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aeclust.cluster import cluster
+from aeclust.cluster.clusterers import cluster
+from aeclust.cluster.features import latent_features
 from aeclust.config import RunConfig, with_settings
 from aeclust.data import load_images
-from aeclust.embed import latent_features
-from aeclust.infer import infer
+from aeclust.encoders.autoencoder import load_model
 from aeclust.errors import ConfigError
 from aeclust.metrics import accuracy_of
-from aeclust.refine import NeighbourRefiner
-from aeclust.rundir import RunDir
-from aeclust.train import load_model, set_threads
+from aeclust.pipeline.rundir import RunDir
+from aeclust.refine.scan import refiner_for
+from aeclust.runtime.engine import set_threads
+from aeclust.runtime.infer import infer
 
 
 def refine(run_dir: Path, epochs: int, overrides: list[str]) -> dict:
@@ -43,7 +44,7 @@ def refine(run_dir: Path, epochs: int, overrides: list[str]) -> dict:
     latents = infer(model, images.train_images).latents
     kmeans = cluster(latent_features(latents, "pool", "l2"), config.cluster.k, "kmeans", config.seed)
     per_epoch = []
-    refiner = NeighbourRefiner(model, images, config, kmeans)
+    refiner = refiner_for(model, images, config, kmeans)
     labels = torch.from_numpy(images.train_labels)
     agreement = float((labels[refiner.neighbours] == labels[:, None]).float().mean())
     for epoch in range(1, config.refine.total_epochs + 1):  # one epoch at a time, scoring the clusters after each

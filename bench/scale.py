@@ -210,9 +210,9 @@ def table(results: dict[str, list[dict]]) -> str:
 def recall(run_dir: Path, neighbours: int) -> None:
     import torch
 
-    from aeclust.embed import latent_features
-    from aeclust.neighbours import nearest_neighbours
-    from aeclust.rundir import RunDir
+    from aeclust.cluster.features import latent_features
+    from aeclust.cluster.neighbours import nearest_neighbours
+    from aeclust.pipeline.rundir import RunDir
 
     features = latent_features(RunDir(run_dir).load_array("train_latents"), "pool", "l2").astype(np.float32)
     started = time.perf_counter()

@@ -26,17 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-from aeclust.cluster import cluster_latents
+from aeclust.cluster.stage import cluster_latents
 from aeclust.config import with_settings
 from aeclust.data import ImageSet, load_images
 from aeclust.data.embedded import decode_archive, embedded_archive
-from aeclust.infer import infer
-from aeclust.pipeline import run
+from aeclust.encoders.autoencoder import load_model
+from aeclust.pipeline.run import run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.refine import refine_clusters
-from aeclust.rundir import RunDir
-from aeclust.train import load_model
-
+from aeclust.refine.scan import refine_clusters
+from aeclust.runtime.infer import infer
 
 # label → (preset, settings, run folder)
 RUNS = {

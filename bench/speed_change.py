@@ -28,11 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-from aeclust.budget import BudgetPlan, parse_duration
+from aeclust.budget.durations import parse_duration
+from aeclust.budget.plan import BudgetPlan
 from aeclust.config import TrainConfig
-from aeclust.io import write_text_atomic
-from aeclust.rundir import RunDir
-from aeclust.train import schedule_epochs
+from aeclust.encoders.autoencoder import schedule_epochs
+from aeclust.pipeline.rundir import RunDir
+from aeclust.runtime.io import write_text_atomic
 
 EMBEDDED = "animals-vs-vehicles"
 BUSY_LOOP = "while True: pass"

@@ -5,8 +5,8 @@ import torch
 from conftest import random_images, tiny_config
 
 from aeclust.data.batches import loader_workers, read_batches
-from aeclust.refine import NeighbourRefiner
-from aeclust.train import Trainer
+from aeclust.pipeline.run import run_trainer
+from aeclust.refine.scan import refiner_for
 
 
 def test_workers_read_the_same_batches_in_the_same_order_from_a_memory_mapped_store(tmp_path):
@@ -38,10 +38,10 @@ def test_training_with_workers_matches_training_without_them_and_so_does_the_ref
         config.workers = workers
         config.refine.epochs, config.refine.self_label_epochs = 1, 1
         config.refine.neighbours, config.refine.batch_size = 5, 64
-        trainer = Trainer(config, small_set, tmp_path / f"train-{workers}")
+        trainer = run_trainer(config, small_set, tmp_path / f"train-{workers}")
         trainer.fit()
         clusters = np.arange(len(small_set.train_images)) % 2
-        refined = NeighbourRefiner(trainer.model, small_set, config, clusters).fit(log=lambda _: None)
+        refined = refiner_for(trainer.model, small_set, config, clusters).fit(log=lambda _: None)
         results.append((trainer.model.state_dict(), refined))
     (weights, refined), (weights_with_workers, refined_with_workers) = results
     assert all(torch.equal(weights[name], weights_with_workers[name]) for name in weights)

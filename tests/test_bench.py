@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from aeclust.budget import Speeds
-from aeclust.cluster import cluster
+from aeclust.budget.plan import Speeds
+from aeclust.cluster.clusterers import cluster
 from aeclust.config import ClusterConfig, RunConfig, with_settings
 from aeclust.data import load_images
+from aeclust.encoders.records import EpochRecord
 from aeclust.errors import RunDirError
 from aeclust.metrics import accuracy_of
-from aeclust.pipeline import run
+from aeclust.pipeline.run import run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import DEFAULT_MODEL, preset
-from aeclust.rundir import EpochRecord, RunDir
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

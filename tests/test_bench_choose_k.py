@@ -3,9 +3,9 @@
 import sys
 
 import numpy as np
+from test_bench import load_bench
 
 from aeclust.config import RunConfig
-from test_bench import load_bench
 
 
 def test_every_criterion_is_measured_on_the_saved_latents(small_set, small_hw9_dir, tmp_path, monkeypatch, capsys):

@@ -19,28 +19,32 @@ import torch
 from conftest import tiny_config
 from tiny_cli import tiny_preset
 
-from aeclust.budget import (
+from aeclust.budget.costs import (
     HISTORY_POINTS,
+    MIDWAY_FROM_EPOCHS,
+    OFF_PACE_SHARE,
     TARGET_SHARE,
     WHITEN_FROM_IMAGES,
     WHITENED_CLUSTERER,
-    BudgetPlan,
-    Speeds,
-    measure_speeds,
     midway_epoch,
-    parse_duration,
+    off_pace,
     plan_budget,
+    projected_seconds,
     replan_after_first_epoch,
     replan_midway,
-)  # fmt: skip
+)
+from aeclust.budget.durations import parse_duration  # fmt: skip
+from aeclust.budget.measure import measure_speeds
+from aeclust.budget.plan import BudgetPlan, Speeds
 from aeclust.cli import main
 from aeclust.config import AUTO_K, with_settings
-from aeclust.engine import start_engine
+from aeclust.encoders.autoencoder import schedule_epochs
+from aeclust.encoders.records import EpochRecord
 from aeclust.errors import ConfigError
-from aeclust.pipeline import replan_run_midway, run
+from aeclust.pipeline.run import replan_run_midway, run, runs_off_pace
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import MODELS, preset
-from aeclust.rundir import EpochRecord, RunDir
-from aeclust.train import schedule_epochs
+from aeclust.runtime.engine import start_engine
 
 TINY_CLI = Path(__file__).parent / "tiny_cli.py"
 TIMEOUT = 600
@@ -275,6 +279,40 @@ def test_a_midway_plan_keeps_the_epochs_done_and_may_change_the_clusterer():
     assert (again.clusterer, again.refine_epochs) == (WHITENED_CLUSTERER, 0)
     assert again.apply(preset("contrastive")).cluster.clusterer == WHITENED_CLUSTERER
     assert midway_epoch(plan_for(5, replace(SPEEDS, train_step_seconds=2.0))) == 0  # too few epochs to plan again
+
+
+def pace_check(plan: BudgetPlan, step_seconds: float, epochs_done: int, train: int) -> tuple[bool, BudgetPlan]:
+    """Whether a run on ``plan`` is off its pace after ``epochs_done`` epochs trained at ``step_seconds`` a batch (the
+    first at the measured pace), and the plan made again from them."""
+    config = preset("contrastive")
+    quick = step_seconds * train / config.train.batch_size
+    after_each = 2.0 + SPEEDS.checkpoint_seconds
+    first = SPEEDS.train_step_seconds * 2 * train / config.train.batch_size
+    history = [EpochRecord(1, 1.0, 0.1, 0.9, 0.8, first, 2.0)]
+    history += [EpochRecord(epoch, 1.0, 0.1, 0.9, 0.8, quick, 2.0) for epoch in range(2, epochs_done)]
+    spent = 12.0 + first + after_each + (epochs_done - 2) * (quick + after_each) + quick
+    images = SimpleNamespace(train_images=range(train), val_images=range(500), has_val=True)
+    engine = SimpleNamespace(is_main=True, broadcast=lambda value: value)
+    clock = SimpleNamespace(spent=lambda: spent)
+    off = runs_off_pace(plan, config, images, engine, history, quick, clock)
+    return off, replan_run_midway(plan, config, images, engine, history, quick, clock)
+
+
+def test_a_plan_of_any_length_is_made_again_when_the_epochs_pace_is_off_by_more_than_a_tenth():
+    # Measured while the machine was busy (a batch twice as slow as it then ran): 5 epochs, too few for a midway plan.
+    busy = replace(SPEEDS, train_step_seconds=2 * SPEEDS.train_step_seconds)
+    plan = plan_budget(3 * 60, preset("contrastive"), 3000, 500, busy, spent_seconds=12.0)
+    assert plan.epochs < MIDWAY_FROM_EPOCHS and midway_epoch(plan) == 0
+    off, again = pace_check(plan, SPEEDS.train_step_seconds, 2, 3000)  # it ran at half the measured time
+    assert off and again.epochs > plan.epochs and again.replanned_after == (2,)
+    assert again.estimate["total"] == pytest.approx(TARGET_SHARE * plan.budget_seconds, rel=OFF_PACE_SHARE)
+    on_pace, _ = pace_check(plan, busy.train_step_seconds, 2, 3000)  # as measured: the plan stands
+    assert not on_pace
+    slower, _ = pace_check(plan, 1.5 * busy.train_step_seconds, 2, 3000)  # over the budget, either way
+    assert slower
+    assert not pace_check(plan, SPEEDS.train_step_seconds, plan.epochs, 3000)[0]  # after the last epoch: none
+    projected = projected_seconds(plan, preset("contrastive"), 3000, 500, 2, 50.0, 2.0, 100.0)
+    assert off_pace(plan, projected) == (abs(projected - TARGET_SHARE * 180) > OFF_PACE_SHARE * 180)
 
 
 def test_a_plan_saved_before_plans_were_made_again_reads_as_never_made_again(tmp_path):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from aeclust.choose_k import DEFAULT_CRITERION, K_CRITERIA, KSelection, choose_k
+from aeclust.cluster.choose_k import DEFAULT_CRITERION, K_CRITERIA, KSelection, choose_k
 from aeclust.errors import ConfigError
 
 
@@ -35,9 +35,9 @@ def test_points_that_are_not_unit_length_are_measured_by_euclidean_distance():
 
 
 def test_the_same_seed_chooses_the_same_way_on_a_subsample(monkeypatch):
-    import aeclust.choose_k
+    import aeclust.cluster.choose_k
 
-    monkeypatch.setattr(aeclust.choose_k, "SAMPLE_SIZE", 200)  # fewer than the points: a subsample is drawn
+    monkeypatch.setattr(aeclust.cluster.choose_k, "SAMPLE_SIZE", 200)  # fewer than the points: a subsample is drawn
     points = unit_blobs(5, n=500, spread=1.5)  # overlapping groups, where the subsample matters
     first, again = choose_k(points, 2, 8, seed=3), choose_k(points, 2, 8, seed=3)
     assert first == again

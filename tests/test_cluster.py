@@ -3,18 +3,24 @@
 import numpy as np
 import pytest
 
-from aeclust.cluster import (
+from aeclust.cluster.clusterers import (
     CLUSTERERS,
     MERGE_MARGIN,
     TWO_CLUSTERS_REASON,
+    Clusterer,
     align_to,
     choose_clusterer,
     cluster,
+    create_clusterer,
     vote,
     whitened_cuts,
 )  # fmt: skip
+from aeclust.cluster.features import LatentFeatures
+from aeclust.cluster.stage import ClusteringStage
+from aeclust.config import ClusterConfig
+from aeclust.errors import ConfigError
 from aeclust.metrics import clustering_scores
-from aeclust.refine import resolve_balance
+from aeclust.refine.scan import resolve_balance
 
 
 def uneven_groups(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,11 +103,11 @@ def test_auto_balance_keeps_the_sizes_only_of_clusters_kmeans_merge_found():
 
 
 def test_kmeans_on_many_points_is_faiss_and_finds_the_same_groups(monkeypatch):
-    import aeclust.cluster
+    import aeclust.cluster.clusterers
 
     points, labels = even_groups()
-    monkeypatch.setattr(aeclust.cluster, "KMEANS_EXACT_LIMIT", 100)  # 900 points: faiss's k-means
-    monkeypatch.setattr(aeclust.cluster, "FAISS_POINTS_PER_CLUSTER", 50)  # fitted on a sample of 150
+    monkeypatch.setattr(aeclust.cluster.clusterers, "KMEANS_EXACT_LIMIT", 100)  # 900 points: faiss's k-means
+    monkeypatch.setattr(aeclust.cluster.clusterers, "FAISS_POINTS_PER_CLUSTER", 50)  # fitted on a sample of 150
     faiss_clusters = cluster(points, 3, "kmeans", seed=0)
     assert clustering_scores(labels, faiss_clusters)["accuracy"] == 1.0
     assert np.array_equal(faiss_clusters, cluster(points, 3, "kmeans", seed=0))  # the same seed, the same clusters
@@ -110,7 +116,7 @@ def test_kmeans_on_many_points_is_faiss_and_finds_the_same_groups(monkeypatch):
 
 
 def test_pooled_features_of_memory_mapped_latents_equal_a_whole_array_mean_bit_for_bit(tmp_path, monkeypatch):
-    from aeclust import embed
+    from aeclust.cluster import features as embed
 
     monkeypatch.setattr(embed, "POOL_CHUNK", 7)  # several chunks, the last one short
     latents = np.random.default_rng(0).normal(size=(40, 5, 4, 4)).astype(np.float32)
@@ -148,3 +154,54 @@ def test_cuts_are_renumbered_to_match_before_they_vote_and_a_tie_goes_to_the_fir
     np.testing.assert_array_equal(align_to(reference, np.array([2, 2, 0, 0, 1, 1]), 3), reference)
     np.testing.assert_array_equal(vote([np.array([0, 1, 2]), np.array([1, 1, 2]), np.array([1, 0, 2])], 3), [1, 1, 2])
     np.testing.assert_array_equal(vote([np.array([0, 2]), np.array([1, 1])], 3), [0, 2])  # one vote each: the first's
+
+
+@pytest.mark.parametrize("method", sorted(CLUSTERERS))
+def test_every_clusterer_keeps_what_it_learned_and_places_points_as_it_cut_them(method):
+    points, labels = even_groups(seed=2)
+    fitted = create_clusterer(method, 3, seed=0).fit(points)
+    assert clustering_scores(labels, fitted.labels_)["accuracy"] == 1.0
+    np.testing.assert_array_equal(fitted.predict(points), fitted.labels_)
+    moved = points[:5] + 0.1  # new points near the first group go where its points went
+    np.testing.assert_array_equal(fitted.predict(moved), fitted.labels_[:5])
+    kept = Clusterer.from_state({name: np.array(array) for name, array in fitted.state().items()})
+    np.testing.assert_array_equal(kept.predict(points), fitted.labels_)
+    assert kept.places_others == (method == "whitened-kmeans")
+
+
+def test_an_unknown_clusterer_is_refused_with_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown clusterer 'kmedoids'.*kmeans"):
+        create_clusterer("kmedoids", 3)
+
+
+def test_latent_features_scale_other_latents_by_the_statistics_they_were_fitted_to():
+    rng = np.random.default_rng(0)
+    train = rng.normal(5.0, 2.0, (200, 3, 2, 2)).astype(np.float32)
+    fitted = LatentFeatures("pool", "standardize").fit(train)
+    other = rng.normal(5.0, 2.0, (10, 3, 2, 2)).astype(np.float32)
+    expected = (other.mean(axis=(2, 3)) - train.mean(axis=(2, 3)).mean(axis=0)) / (train.mean(axis=(2, 3)).std(axis=0) + 1e-6)
+    np.testing.assert_allclose(fitted.transform(other), expected, rtol=1e-5)
+    assert not np.allclose(fitted.transform(other), LatentFeatures("pool", "standardize").fit_transform(other))
+    with pytest.raises(ConfigError, match="unknown scaling 'minmax'"):
+        LatentFeatures("pool", "minmax").fit(train)
+
+
+@pytest.mark.parametrize("clusterer, reducer", [("kmeans", "none"), ("whitened-kmeans", "none"), ("kmeans", "pca")])
+def test_the_clustering_stage_saves_as_plain_arrays_and_loads_to_place_new_latents_alike(
+    tmp_path, clusterer, reducer
+):
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], 150)
+    latents = (rng.normal(size=(300, 8, 2, 2)) + 3.0 * groups[:, None, None, None]).astype(np.float32)
+    settings = ClusterConfig(k=2, latent="pool", scaling="standardize", reducer=reducer, components=4,
+                             embedder="none", clusterer=clusterer)  # fmt: skip
+    stage = ClusteringStage(settings, seed=0).fit(latents)
+    assert clustering_scores(groups, stage.labels_)["accuracy"] == 1.0
+    stage.save(tmp_path / "centres.npz")
+    with np.load(tmp_path / "centres.npz", allow_pickle=False) as saved:  # no pickled objects in it
+        assert {"mode", "scaling", "mean", "std", "centres_0"} <= set(saved.files)
+    loaded = ClusteringStage.load(tmp_path / "centres.npz")
+    new = (rng.normal(size=(40, 8, 2, 2)) + 3.0 * groups[::150].repeat(20)[:, None, None, None]).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(new), stage.predict(new))
+    np.testing.assert_array_equal(loaded.predict(latents), stage.labels_)
+    assert loaded.places_others == stage.places_others == (clusterer == "whitened-kmeans")

@@ -6,7 +6,7 @@ import pytest
 from aeclust.config import RunConfig, with_settings
 from aeclust.data import ImageSet
 from aeclust.errors import ConfigError
-from aeclust.pipeline import check_config
+from aeclust.pipeline.run import check_config
 from aeclust.presets import preset
 
 

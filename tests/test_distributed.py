@@ -79,7 +79,7 @@ def children(parent: int) -> list[int]:
 def kill_launcher(launcher: subprocess.Popen) -> None:
     """SIGKILL the torchrun launcher alone, as a scheduler that signals only it would; then wait for its workers to
     stop by themselves. torchrun starts each worker in a session of its own, so the signal does not reach them:
-    they stop because they watch their launcher (aeclust.engine.start_engine)."""
+    they stop because they watch their launcher (aeclust.runtime.engine.start_engine)."""
     workers = children(launcher.pid)
     assert workers, "the launcher had no workers"
     os.killpg(launcher.pid, signal.SIGKILL)
@@ -148,11 +148,11 @@ def test_a_killed_torchrun_run_resumes_exactly(two_processes, data_dir, tmp_path
 
 @pytest.mark.parametrize("is_main, order", [(True, ["load", "barrier"]), (False, ["barrier", "load"])])
 def test_the_main_process_loads_first_so_the_others_read_its_store(is_main, order, monkeypatch):
-    import aeclust.pipeline
+    import aeclust.pipeline.run
     from aeclust.config import RunConfig
 
     calls = []
     engine = SimpleNamespace(distributed=True, is_main=is_main, barrier=lambda: calls.append("barrier"))
-    monkeypatch.setattr(aeclust.pipeline, "load_images", lambda data, image_size: calls.append("load") or "images")
-    assert aeclust.pipeline.load_in_turn(RunConfig(), engine) == "images"
+    monkeypatch.setattr(aeclust.pipeline.run, "load_images", lambda data, image_size: calls.append("load") or "images")
+    assert aeclust.pipeline.run.load_in_turn(RunConfig(), engine) == "images"
     assert calls == order

@@ -15,11 +15,11 @@ import torch.multiprocessing as mp
 from conftest import process_gone, tiny_config
 
 from aeclust.cli import main
-from aeclust.engine import DeviceError, Engine, resolve_device
-from aeclust.infer import infer, pooled_unit_latents
-from aeclust.loop import shard_batches
-from aeclust.models import create_autoencoder
-from aeclust.objectives import nt_xent_loss, scan_loss
+from aeclust.nn.models import create_autoencoder
+from aeclust.nn.objectives import nt_xent_loss, scan_loss
+from aeclust.runtime.engine import DeviceError, Engine, resolve_device
+from aeclust.runtime.infer import infer, pooled_unit_latents
+from aeclust.runtime.loop import shard_batches
 
 CPU = torch.device("cpu")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a machine without CUDA says")
@@ -194,7 +194,7 @@ def test_two_processes_get_the_gradient_of_one_large_batch(tmp_path):
 # A process that watches its parent, and says when the parent is gone; then a parent that starts it and waits.
 WATCHING = """
 import os, sys, time
-from aeclust.engine import watch_parent
+from aeclust.runtime.engine import watch_parent
 
 def parent_gone(parent):
     print(f"parent {parent} gone", flush=True)
@@ -237,15 +237,15 @@ def test_a_process_stops_when_its_parent_ends_and_not_before(tmp_path):
 
 
 def test_a_process_started_by_torchrun_watches_its_launcher_once(monkeypatch):
-    import aeclust.engine
+    import aeclust.runtime.engine
 
     watched = []
-    monkeypatch.setattr(aeclust.engine, "_launcher_watch", None)
-    monkeypatch.setattr(aeclust.engine, "watch_parent", lambda on_gone: watched.append(on_gone) or "thread")
+    monkeypatch.setattr(aeclust.runtime.engine, "_launcher_watch", None)
+    monkeypatch.setattr(aeclust.runtime.engine, "watch_parent", lambda on_gone: watched.append(on_gone) or "thread")
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    aeclust.engine.start_engine("cpu")
+    aeclust.runtime.engine.start_engine("cpu")
     assert watched == []  # not under torchrun: nothing to watch
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
-    aeclust.engine.start_engine("cpu")
-    aeclust.engine.start_engine("cpu")  # training, then refinement, each start an engine
-    assert watched == [aeclust.engine._stop_without_launcher]
+    aeclust.runtime.engine.start_engine("cpu")
+    aeclust.runtime.engine.start_engine("cpu")  # training, then refinement, each start an engine
+    assert watched == [aeclust.runtime.engine._stop_without_launcher]

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from aeclust.cli import main
-from aeclust.pipeline import run
-
-from conftest import tiny_config
+from aeclust.pipeline.run import run
 
 SOURCES = (
     "a folder of images, a .zip/.tar/.tar.gz archive of one, a .npy/.npz array, a HW9-layout directory "

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_images, tiny_config
 from PIL import Image
 
 from aeclust.config import RunConfig
 from aeclust.data import load_archive, load_array, load_image_folder, load_images
 from aeclust.data.pixels import read_image
 from aeclust.errors import ConfigError, InputError
-from aeclust.pipeline import run
-
-from conftest import random_images, tiny_config
+from aeclust.pipeline.run import run
 
 
 def save(path: Path, image: Image.Image, **options) -> Path:

@@ -1,12 +1,11 @@
+import pytest
 import torch
 from torch import nn
 
 from aeclust.config import ModelConfig
 from aeclust.errors import ConfigError
-from aeclust.models import RotationHead, create_autoencoder, rotate_batch
+from aeclust.nn.models import RotationHead, create_autoencoder, rotate_batch
 from aeclust.presets import MODELS, preset
-
-import pytest
 
 
 def test_baseline_is_the_study_architecture():

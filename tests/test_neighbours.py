@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import aeclust.neighbours
+import aeclust.cluster.neighbours
+from aeclust.cluster.neighbours import nearest_neighbours
 from aeclust.errors import ConfigError
-from aeclust.neighbours import nearest_neighbours
 
 
 def unit_rows(n: int, d: int = 5, seed: int = 0) -> torch.Tensor:
@@ -29,7 +29,7 @@ def recall(found: torch.Tensor, exact: torch.Tensor) -> float:
 
 
 def test_exact_search_matches_brute_force_across_blocks(monkeypatch):
-    monkeypatch.setattr(aeclust.neighbours, "BLOCK", 7)  # several blocks, the last one short
+    monkeypatch.setattr(aeclust.cluster.neighbours, "BLOCK", 7)  # several blocks, the last one short
     features = unit_rows(30)
     found = nearest_neighbours(features, 4)
     similarity = features @ features.T
@@ -39,7 +39,7 @@ def test_exact_search_matches_brute_force_across_blocks(monkeypatch):
 
 
 def test_exact_euclidean_search_ranks_by_distance(monkeypatch):
-    monkeypatch.setattr(aeclust.neighbours, "BLOCK", 8)
+    monkeypatch.setattr(aeclust.cluster.neighbours, "BLOCK", 8)
     points = np.random.default_rng(1).normal(size=(40, 3)).astype(np.float32) * [1, 5, 20]
     found = nearest_neighbours(points, 3, metric="euclidean")
     distances = np.linalg.norm(points[:, None] - points[None], axis=2)
@@ -63,7 +63,7 @@ def test_the_approximate_index_finds_most_true_neighbours_never_oneself_and_the_
 def test_the_index_searches_only_the_cells_it_probes(monkeypatch):
     points = unit_rows(3000, d=8).numpy()  # no groups: many a point's neighbours lie in the cells next to its own
     exact = nearest_neighbours(points, 10)
-    monkeypatch.setattr(aeclust.neighbours, "PROBES", 1)
+    monkeypatch.setattr(aeclust.cluster.neighbours, "PROBES", 1)
     assert 0.2 < recall(nearest_neighbours(points, 10, exact_limit=1000), exact) < 0.9
 
 
@@ -84,13 +84,13 @@ def test_on_a_gpu_the_index_moves_to_it_where_faiss_is_its_gpu_build(monkeypatch
     import faiss
 
     points = grouped_points(600)
-    on_cpu = aeclust.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=0)
+    on_cpu = aeclust.cluster.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=0)
     moved = []
     monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "resources", raising=False)
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2, raising=False)
     to_gpu = lambda resources, gpu, index: moved.append((resources, gpu)) or index  # noqa: E731
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
-    on_gpu = aeclust.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=1)
+    on_gpu = aeclust.cluster.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=1)
     assert moved == [("resources", 1)] and torch.equal(on_gpu, on_cpu)
-    aeclust.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=None)
+    aeclust.cluster.neighbours.approximate_neighbours(points, 5, slice(0, 600), "cosine", gpu=None)
     assert len(moved) == 1

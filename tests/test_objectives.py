@@ -4,13 +4,13 @@ import pytest
 import torch
 from conftest import tiny_config
 
-import aeclust.objectives.contrastive
-import aeclust.objectives.rotation
-from aeclust.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
+import aeclust.nn.objectives.contrastive
+import aeclust.nn.objectives.rotation
 from aeclust.config import ModelConfig
-from aeclust.objectives import nt_xent_loss
+from aeclust.nn.augment import LUMA, color_distort, contrastive_view, random_flip, random_resized_crop, rotate_hue
+from aeclust.nn.objectives import nt_xent_loss
+from aeclust.pipeline.run import run_trainer
 from aeclust.presets import preset
-from aeclust.train import Trainer
 
 
 def _images(n=6):
@@ -110,7 +110,7 @@ def test_contrastive_model_trains_and_its_loss_goes_down(small_set, tmp_path, ro
     config.model.widths = (8, 16, 32, 32)
     config.cluster = preset("contrastive").cluster
     config.train.batch_size, config.train.lr = 48, 2e-3
-    history = Trainer(config, small_set, tmp_path).fit()
+    history = run_trainer(config, small_set, tmp_path).fit()
     assert history[-1].train_loss < history[0].train_loss
     assert 0.25 < history[-1].rotation_accuracy <= 1 and 0.5 <= history[-1].val_accuracy <= 1
 
@@ -119,7 +119,7 @@ def test_small_views_are_encoded_and_reconstructed_at_their_size_and_rotation_at
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
     config.model.widths, config.model.view_size, config.model.rotation_size = (8, 16, 32, 32), 16, 0
-    trainer = Trainer(config, small_set, tmp_path)
+    trainer = run_trainer(config, small_set, tmp_path)
     sides = []
     for name in ("encode", "decode"):
         original = getattr(trainer.model, name)
@@ -134,14 +134,14 @@ def test_small_views_are_encoded_apart_and_each_finds_both_full_views(small_set,
     config.model = preset("contrastive").model
     config.model.widths, config.model.small_views, config.model.small_view_size = (8, 16, 32, 32), 2, 8
     config.model.rotation_size = 0
-    trainer = Trainer(config, small_set, tmp_path)
+    trainer = run_trainer(config, small_set, tmp_path)
     sides = []
     encode = trainer.model.encode
     trainer.model.encode = lambda x: sides.append(tuple(x.shape[-3:]) + (len(x),)) or encode(x)
     pairs = []
-    real_loss = aeclust.objectives.contrastive.nt_xent_loss
+    real_loss = aeclust.nn.objectives.contrastive.nt_xent_loss
     monkeypatch.setattr(
-        aeclust.objectives.contrastive, "nt_xent_loss", lambda a, b, *rest: pairs.append(len(a)) or real_loss(a, b, *rest)
+        aeclust.nn.objectives.contrastive, "nt_xent_loss", lambda a, b, *rest: pairs.append(len(a)) or real_loss(a, b, *rest)
     )
     loss, _ = trainer.method(torch.rand(16, 3, 32, 32) * 2 - 1, trainer.generator)
     # the two full views (24×24), both small views together (8×8), then the rotated batch at full size
@@ -173,7 +173,7 @@ def test_rotating_the_views_saves_an_encoder_pass(small_set, tmp_path, rotate_vi
     config.model = preset("contrastive").model
     config.model.widths, config.model.rotate_views, config.model.view_size = (8, 16, 32, 32), rotate_views, view_size
     config.model.rotation_size = 0
-    trainer = Trainer(config, small_set, tmp_path)
+    trainer = run_trainer(config, small_set, tmp_path)
     batch = torch.rand(16, 3, 32, 32) * 2 - 1
     calls = []  # (images, side) of each encoder pass
     encode = trainer.model.encode
@@ -189,7 +189,7 @@ def test_the_decoder_gives_back_its_share_of_the_batch(small_set, tmp_path, shar
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
     config.model.widths, config.model.reconstruction_share = (8, 16, 32, 32), share
-    trainer = Trainer(config, small_set, tmp_path)
+    trainer = run_trainer(config, small_set, tmp_path)
     calls = []
     decode = trainer.model.decode
     trainer.model.decode = lambda z: calls.append(len(z)) or decode(z)
@@ -201,7 +201,7 @@ def test_the_rotated_batch_is_resized_to_rotation_size_and_its_head_reads_that_g
     config = tiny_config(epochs=1)
     config.model = preset("contrastive").model
     config.model.widths, config.model.view_size, config.model.rotation_size = (8, 16, 32, 32), 16, 16
-    trainer = Trainer(config, small_set, tmp_path)
+    trainer = run_trainer(config, small_set, tmp_path)
     rotation = trainer.method.objectives["rotation"]
     assert rotation.head.linear.in_features == 32 * 2 * 2  # the 16-pixel batch's 2×2 grid, not the 4×4 of 32 pixels
     calls = []
@@ -211,8 +211,8 @@ def test_the_rotated_batch_is_resized_to_rotation_size_and_its_head_reads_that_g
     batch = -torch.ones(16, 3, 32, 32)
     batch[:, :, :16, :16] = 1
     turned = []
-    real_rotate = aeclust.objectives.rotation.rotate_batch
-    monkeypatch.setattr(aeclust.objectives.rotation, "rotate_batch", lambda x, g: turned.append(x) or real_rotate(x, g))
+    real_rotate = aeclust.nn.objectives.rotation.rotate_batch
+    monkeypatch.setattr(aeclust.nn.objectives.rotation, "rotate_batch", lambda x, g: turned.append(x) or real_rotate(x, g))
     loss, _ = trainer.method(batch, trainer.generator)
     assert calls == [(32, 3, 16, 16), (16, 3, 16, 16)]  # the two views, then the resized, turned batch
     resized = turned[0]
@@ -236,7 +236,7 @@ def test_nt_xent_against_momentum_keys_has_the_same_value_but_trains_only_the_vi
 
 
 def test_the_momentum_target_keeps_its_share_and_takes_the_rest_from_the_trained_weights():
-    from aeclust.objectives.contrastive import MomentumTarget
+    from aeclust.nn.objectives.contrastive import MomentumTarget
 
     encoder, head = torch.nn.Conv2d(3, 4, 1), torch.nn.Linear(4, 2)
     target = MomentumTarget(encoder, head, momentum=0.9)
@@ -261,19 +261,19 @@ def momentum_config(epochs: int, momentum: float = 0.9):
 
 
 def test_a_momentum_target_trains_and_resumes_exactly(small_set, tmp_path):
-    straight = Trainer(momentum_config(3), small_set, tmp_path / "a")
+    straight = run_trainer(momentum_config(3), small_set, tmp_path / "a")
     history = straight.fit()
     assert history[-1].train_loss < history[0].train_loss
     target = straight.method.momentum_target
     assert target is not None and not any(p.requires_grad for p in target.parameters())
     assert all(not torch.equal(a, b) for a, b in zip(target.encoder.parameters(), straight.model.encoder.parameters()))
-    Trainer(momentum_config(1), small_set, tmp_path / "b").fit()
-    resumed = Trainer(momentum_config(3), small_set, tmp_path / "b")
+    run_trainer(momentum_config(1), small_set, tmp_path / "b").fit()
+    resumed = run_trainer(momentum_config(3), small_set, tmp_path / "b")
     assert resumed.resume()
     assert [r.train_loss for r in resumed.fit()] == [r.train_loss for r in history]
     for a, b in zip(resumed.method.momentum_target.state_dict().values(), target.state_dict().values()):
         assert torch.equal(a, b)
-    without = Trainer(momentum_config(1, momentum=0.0), small_set, tmp_path / "c")
+    without = run_trainer(momentum_config(1, momentum=0.0), small_set, tmp_path / "c")
     assert without.method.momentum_target is None
 
 
@@ -296,5 +296,5 @@ def test_a_momentum_target_needs_a_share_and_plain_contrastive_views(small_set, 
     for name, value in settings.items():
         setattr(config.model, name, value)
     with pytest.raises(ConfigError) as error:
-        Trainer(config, small_set, tmp_path)
+        run_trainer(config, small_set, tmp_path)
     assert str(error.value).startswith(message)

@@ -2,14 +2,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 
-from aeclust.cluster import cluster_latents
+from aeclust.cluster.stage import cluster_latents
 from aeclust.config import ClusterConfig, RunConfig
 from aeclust.errors import ConfigError
-from aeclust.pipeline import run
+from aeclust.pipeline.run import run
 from aeclust.presets import preset
-
-from conftest import tiny_config
 
 
 def test_run_writes_every_output(small_set, tmp_path):
@@ -29,11 +28,11 @@ def test_run_writes_every_output(small_set, tmp_path):
 
 
 def test_the_last_history_step_is_not_computed_again(small_set, tmp_path, monkeypatch):
-    import aeclust.train
+    import aeclust.encoders.autoencoder
 
     passes = []
-    encode = aeclust.train.infer
-    monkeypatch.setattr(aeclust.train, "infer", lambda model, images, *a, **kw: passes.append(len(images)) or encode(model, images, *a, **kw))
+    encode = aeclust.encoders.autoencoder.infer
+    monkeypatch.setattr(aeclust.encoders.autoencoder, "infer", lambda model, images, *a, **kw: passes.append(len(images)) or encode(model, images, *a, **kw))
     result = run(tiny_config(epochs=2), tmp_path / "run", images=small_set)
     assert passes == [240, 120] * 2  # train and val after each epoch, nothing more at the end
     assert result.metrics["val_accuracy"] == result.history[-1].val_accuracy
@@ -126,7 +125,7 @@ def test_unknown_stage_names_are_refused():
 
 
 def test_kpca_above_the_exact_limit_uses_nystroem_and_agrees_with_exact(monkeypatch):
-    import aeclust.reduce as reduce_module
+    import aeclust.cluster.reduce as reduce_module
 
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(0, 1, (300, 6)), rng.normal(4, 1, (300, 6))]).astype(np.float32)

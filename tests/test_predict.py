@@ -6,17 +6,16 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-import aeclust.predict
+import aeclust.cluster.clusterers
 from aeclust.cli import main
-from aeclust.cluster import Clustering, cluster_latents
+from aeclust.cluster.stage import ClusteringStage
 from aeclust.data import ImageSet
 from aeclust.errors import RunDirError
 from aeclust.metrics import accuracy_of
-from aeclust.pipeline import placed_by_train_cuts, run, train_centres
-from aeclust.predict import CentreAssigner, predict
+from aeclust.pipeline.predict import predict
+from aeclust.pipeline.run import placed_by_train_cuts, run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import preset
-from aeclust.rundir import RunDir
-from aeclust.train import Evaluation
 
 
 def labels_in(path) -> list[int]:
@@ -75,8 +74,8 @@ def test_a_run_without_a_refined_head_saves_its_centres_and_predict_needs_no_lat
     finished = run(config, tmp_path / "whitened", images=small_set)
     directory = RunDir(finished.run_dir)
     assert directory.centres.is_file()
-    saved = CentreAssigner.load(directory.centres)
-    assert len(saved.spaces) == 3 and all(space is not None for space in saved.spaces)  # one per whitened cut
+    saved = ClusteringStage.load(directory.centres)
+    assert len(saved.placer_.spaces_) == 3 and saved.places_others  # one whitening per cut
     before = predict(finished.run_dir, images=small_set, write=False).clusters
     directory.array("train_latents").unlink()  # neither read nor fitted again: the saved centres place them
     np.testing.assert_array_equal(predict(finished.run_dir, images=small_set, write=False).clusters, before)
@@ -104,17 +103,16 @@ def test_val_is_placed_by_the_whitenings_the_train_clustering_fitted_not_by_fitt
     config = tiny_config(epochs=1)
     config.cluster = preset("contrastive").cluster
     config.cluster.clusterer = "whitened-kmeans"
-    evaluation = Evaluation(1, train_latents, 0.0, val_latents)
-    train = cluster_latents(train_latents, config.cluster, config.seed)
-    assert train.whitened is not None
-    without = Clustering(train.features, train.embedding, train.clusters)
-    refitted = placed_by_train_cuts(evaluation, train_centres(evaluation, without, config), config)
+    train = ClusteringStage(config.cluster, seed=config.seed).fit(train_latents)
+    assert train.places_others
+    refitted = ClusteringStage(config.cluster, seed=config.seed).fit_placer(train_latents, train.labels_)
+    refitted = placed_by_train_cuts(val_latents, refitted, config)
 
     def fitted_again(*args):
         raise AssertionError("the whitenings were fitted again")
 
-    monkeypatch.setattr(aeclust.predict, "whitened_cuts", fitted_again)
-    kept = placed_by_train_cuts(evaluation, train_centres(evaluation, train, config), config)
+    monkeypatch.setattr(aeclust.cluster.clusterers, "whitened_cuts", fitted_again)
+    kept = placed_by_train_cuts(val_latents, train, config)
     np.testing.assert_array_equal(kept.clusters, refitted.clusters)  # the same seed fitted the same cuts
     assert set(kept.clusters) == {0, 1}
 

@@ -2,20 +2,20 @@
 
 import pytest
 
-import aeclust.progress
-from aeclust.progress import Progress, progress
+import aeclust.runtime.progress
+from aeclust.runtime.progress import Progress, progress
 
 
 @pytest.fixture()
 def clock(monkeypatch):
     """A clock the test moves by hand."""
     now = [0.0]
-    monkeypatch.setattr(aeclust.progress.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(aeclust.runtime.progress.time, "perf_counter", lambda: now[0])
     return now
 
 
 def test_a_log_gets_a_line_each_interval_with_the_rate_and_the_time_left(clock, capsys, monkeypatch):
-    monkeypatch.setattr(aeclust.progress, "LOG_INTERVAL", 25.0)
+    monkeypatch.setattr(aeclust.runtime.progress, "LOG_INTERVAL", 25.0)
     shown = Progress(100, "refine", "batch")  # standard error is captured, not a terminal: plain lines
     for _ in range(6):
         clock[0] += 10.0

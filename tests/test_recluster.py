@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 
 from aeclust.cli import main
 from aeclust.config import AUTO_K, RunConfig
-from aeclust.pipeline import recluster, run
+from aeclust.pipeline.run import recluster, run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.report.runs import load_runs
-from aeclust.rundir import RunDir
-
-from conftest import tiny_config
 
 
 def tiny_run_config(data: Path, k: int = 2):

@@ -8,13 +8,15 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_config
 
-import aeclust.refine
-from aeclust.errors import CheckpointError
-from aeclust.pipeline import run
-from aeclust.objectives import scan_loss, self_label_weights
-from aeclust.neighbours import nearest_neighbours
-from aeclust.refine import NeighbourRefiner, head_from_clusters, refine_clusters
-from aeclust.train import Trainer
+import aeclust.refine.scan
+from aeclust.cluster.neighbours import nearest_neighbours
+from aeclust.config import RefineConfig
+from aeclust.errors import CheckpointError, RunDirError
+from aeclust.nn.objectives import scan_loss, self_label_weights
+from aeclust.pipeline.run import run, run_trainer
+from aeclust.refine.head import FeatureRefiner
+from aeclust.refine.scan import head_from_clusters, load_refined, refine_clusters, refiner_for
+from aeclust.runtime.infer import infer
 
 
 def _unit(n, d=5, seed=0):
@@ -54,12 +56,12 @@ def _refiner(small_set, trained, tmp_path, epochs, self_label_epochs=0, confiden
     config.refine.remine_neighbours = remine
     config.refine.self_label_epochs, config.refine.confident_share = self_label_epochs, confident_share
     clusters = np.arange(len(small_set.train_images)) % 2
-    return NeighbourRefiner(trained.model, small_set, config, clusters, tmp_path, trained.epoch)
+    return refiner_for(trained.model, small_set, config, clusters, tmp_path, trained.epoch)
 
 
 @pytest.mark.parametrize("remine", [False, True])
 def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, tmp_path, remine):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     before = {name: value.clone() for name, value in trained.model.state_dict().items()}
     straight = _refiner(small_set, trained, tmp_path / "a", epochs=3, remine=remine).fit(log=lambda _: None)
@@ -73,7 +75,7 @@ def test_refinement_resumes_exactly_and_leaves_the_autoencoder_alone(small_set, 
 
 
 def test_self_labelling_follows_and_resumes_exactly_across_the_switch(small_set, tmp_path):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     log = []
     straight = _refiner(small_set, trained, tmp_path / "a", 1, self_label_epochs=2).fit(log.append)
@@ -87,7 +89,7 @@ def test_self_labelling_follows_and_resumes_exactly_across_the_switch(small_set,
 
 
 def test_self_labelling_takes_each_clusters_most_confident_share(small_set, tmp_path):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     refiner = _refiner(small_set, trained, tmp_path, 0, self_label_epochs=1, confident_share=0.25)
     chosen, targets = refiner.confident_assignments()
@@ -111,7 +113,7 @@ def test_self_labelling_takes_each_clusters_most_confident_share(small_set, tmp_
 
 
 def test_anchors_per_epoch_bound_the_work_of_an_epoch(small_set, tmp_path):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     refiner = _refiner(small_set, trained, tmp_path, epochs=1)
     refiner.settings.anchors_per_epoch, refiner.settings.batch_size = 64, 32
@@ -123,15 +125,28 @@ def test_anchors_per_epoch_bound_the_work_of_an_epoch(small_set, tmp_path):
 
 
 def test_a_refinement_checkpoint_of_a_shorter_training_is_not_resumed(small_set, tmp_path):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     _refiner(small_set, trained, tmp_path, epochs=1).fit(log=lambda _: None)
     trained.epoch = 2  # as if the run had since been trained one epoch further
     assert not _refiner(small_set, trained, tmp_path, epochs=1).resume()
 
 
+def test_a_refinement_places_other_images_and_is_loaded_back_from_its_directory(small_set, tmp_path):
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained.fit()
+    refiner = _refiner(small_set, trained, tmp_path / "run", epochs=1)
+    refined = refiner.fit(log=lambda _: None)
+    np.testing.assert_array_equal(refiner.predict(small_set.val_images), refined.val_clusters)
+    loaded = load_refined(tmp_path / "run", trained.model, epochs=1)
+    probabilities = infer(loaded, small_set.val_images, ("probabilities",), head=loaded.head).probabilities
+    np.testing.assert_array_equal(probabilities.argmax(1).numpy(), refined.val_clusters)
+    assert load_refined(tmp_path / "run", trained.model, epochs=2) is None  # stopped before its last epoch
+    assert load_refined(tmp_path / "nowhere", trained.model, epochs=1) is None
+
+
 def test_refine_clusters_works_outside_a_run_and_writes_nothing(small_set, tmp_path, monkeypatch):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     in_a_run = _refiner(small_set, trained, tmp_path / "run", epochs=1).fit(log=lambda _: None)
     elsewhere = tmp_path / "elsewhere"
@@ -149,7 +164,7 @@ def test_refine_clusters_works_outside_a_run_and_writes_nothing(small_set, tmp_p
 
 
 def test_a_foreign_file_is_refused_as_a_refinement_checkpoint(small_set, tmp_path):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     (tmp_path / "checkpoints").mkdir()
     torch.save({"kind": "something-else"}, tmp_path / "checkpoints" / "refine.pt")
@@ -174,26 +189,26 @@ def test_a_run_with_refinement_reports_both_and_is_deterministic(small_set, tmp_
 
 
 def test_refinement_draws_views_as_the_model_was_trained_to(small_set, tmp_path, monkeypatch):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     config = tiny_config()
     config.model.min_crop_area, config.model.colour_strength, config.model.hue = 0.6, 0.1, 0.05
     config.refine.epochs, config.refine.self_label_epochs, config.refine.neighbours = 1, 1, 5
     seen = []
-    real_view = aeclust.refine.contrastive_view
+    real_view = aeclust.refine.scan.contrastive_view
     monkeypatch.setattr(
-        aeclust.refine,
+        aeclust.refine.scan,
         "contrastive_view",
         lambda images, generator, settings: seen.append(settings) or real_view(images, generator, settings),
     )
-    NeighbourRefiner(trained.model, small_set, config, np.arange(len(small_set.train_images)) % 2).fit(
+    refiner_for(trained.model, small_set, config, np.arange(len(small_set.train_images)) % 2).fit(
         log=lambda _: None
     )
     assert seen and all((s.min_crop_area, s.colour_strength, s.hue) == (0.6, 0.1, 0.05) for s in seen)
 
 
 def test_remining_takes_the_neighbours_of_the_refined_encoder(small_set, tmp_path):
-    trained = Trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
+    trained = run_trainer(tiny_config(epochs=1), small_set, tmp_path / "train")
     trained.fit()
     kept = _refiner(small_set, trained, tmp_path / "a", epochs=2)
     first = kept.neighbours.clone()
@@ -211,8 +226,8 @@ def test_prior_balance_holds_uneven_shares_where_the_entropy_term_pulls_them_eve
     logits = torch.cat([torch.full((n, 3), -1.0).index_fill_(1, torch.tensor([c]), 1.0) for c, n in enumerate(counts)])
     logits.requires_grad_(True)
     clusters = np.repeat([0, 1, 2], counts)
-    assert torch.allclose(aeclust.refine.target_shares(clusters, 3, "prior"), torch.tensor([71.0, 21.0, 11.0]) / 103)
-    assert aeclust.refine.target_shares(clusters, 3, "uniform") is None
+    assert torch.allclose(aeclust.refine.scan.target_shares(clusters, 3, "prior"), torch.tensor([71.0, 21.0, 11.0]) / 103)
+    assert aeclust.refine.scan.target_shares(clusters, 3, "uniform") is None
 
     def growth_of_cluster_0(weight, target=None):
         logits.grad = None
@@ -251,7 +266,37 @@ def test_self_labelling_weighs_each_cluster_by_its_target_over_its_confident_sha
 
 
 def test_many_small_clusters_get_fewer_neighbours_than_a_few_large_ones():
-    assert aeclust.refine.neighbour_count(20, 8500, 2) == 20  # two groups of thousands: the configured number
-    assert aeclust.refine.neighbour_count(20, 10_000, 10) == 20
-    assert aeclust.refine.neighbour_count(20, 1000, 50) == 5  # 20 images a cluster: a quarter of one
-    assert aeclust.refine.neighbour_count(20, 60, 50) == 1
+    assert aeclust.refine.scan.neighbour_count(20, 8500, 2) == 20  # two groups of thousands: the configured number
+    assert aeclust.refine.scan.neighbour_count(20, 10_000, 10) == 20
+    assert aeclust.refine.scan.neighbour_count(20, 1000, 50) == 5  # 20 images a cluster: a quarter of one
+    assert aeclust.refine.scan.neighbour_count(20, 60, 50) == 1
+
+
+def blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three groups of 200 vectors in 16 dimensions, each around its own direction."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 16)) * 3
+    truth = np.repeat([0, 1, 2], 200)
+    return (centres[truth] + rng.normal(size=(600, 16))).astype(np.float32), truth
+
+
+def test_the_head_on_fixed_features_mends_a_spoilt_clustering_from_pairs_of_vectors_alone(tmp_path):
+    features, truth = blobs()
+    spoilt = truth.copy()
+    wrong = np.random.default_rng(1).choice(600, 120, replace=False)
+    spoilt[wrong] = (spoilt[wrong] + 1) % 3  # a fifth of the vectors in the wrong cluster
+    settings = RefineConfig(epochs=5, self_label_epochs=1, neighbours=10, batch_size=64)
+    refiner = FeatureRefiner(settings, k=3, seed=0).fit(features, spoilt)
+    assert (spoilt == truth).mean() == pytest.approx(0.8)
+    assert (refiner.labels_ == truth).mean() >= 0.98
+    assert len(refiner.losses_) == 6
+    again = FeatureRefiner(settings, k=3, seed=0).fit(features, spoilt)
+    np.testing.assert_array_equal(again.labels_, refiner.labels_)  # the same seed, the same clusters
+    refiner.save(tmp_path / "head.npz")
+    loaded = FeatureRefiner.load(tmp_path / "head.npz")
+    np.testing.assert_array_equal(loaded.predict(features), refiner.labels_)
+    (tmp_path / "bad.npz").write_bytes(b"not an archive")
+    with pytest.raises(RunDirError, match="bad.npz: expected a refined cluster head"):
+        FeatureRefiner.load(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="599 initial cluster labels for 600 feature vectors"):
+        FeatureRefiner(settings, k=3).fit(features, spoilt[:-1])

@@ -11,20 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 from PIL import Image
 
 from aeclust.cli import main
 from aeclust.data import ImageSet
 from aeclust.errors import ConfigError, InputError, RunDirError
-from aeclust.pipeline import run
+from aeclust.pipeline.run import run
 from aeclust.report import build_report, compare
 from aeclust.report.build import write_report
 from aeclust.report.figures import cluster_colours
 from aeclust.report.grids import montage, typicality_order
 from aeclust.report.runs import load_run
 from aeclust.report.table import COLUMNS, format_seconds
-
-from conftest import tiny_config
 
 FIGURES_PER_RUN = ("embedding", "training", "clusters", "confusion", "merge-tree")
 SECTIONS = (

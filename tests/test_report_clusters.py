@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 from matplotlib.colors import to_rgb
 from PIL import Image
 
 from aeclust.data import ImageSet
 from aeclust.errors import RunDirError
-from aeclust.pipeline import run
+from aeclust.pipeline.run import run
 from aeclust.report import build_report
 from aeclust.report.browser import sprite_sheet, write_browser
 from aeclust.report.clusters import k_selection_figure, merge_tree_figure, summarise_clusters
@@ -26,8 +27,6 @@ from aeclust.report.figures import confusion_figure, embedding_figure
 from aeclust.report.grids import typicality_order
 from aeclust.report.runs import load_run
 from aeclust.report.style import OKABE_ITO, palette
-
-from conftest import tiny_config
 
 CHROMIUM = shutil.which("chromium")
 CLASSES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

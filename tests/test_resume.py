@@ -11,13 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_cli import TINY_EPOCHS, tiny_preset
 
 from aeclust.cli import main
 from aeclust.data import ImageSet, export_hw9
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import MODELS
-from aeclust.rundir import RunDir
-
-from tiny_cli import TINY_EPOCHS, tiny_preset
 
 TINY_CLI = Path(__file__).parent / "tiny_cli.py"
 # k-means straight on 10 PCA components: t-SNE would double the time, and its own determinism is tested in-process.

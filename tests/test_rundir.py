@@ -1,4 +1,4 @@
-"""aeclust.rundir: where each file of a run directory lives, and that every read gives back what was written."""
+"""aeclust.pipeline.rundir: where each file of a run directory lives, and that every read gives back what was written."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from aeclust.config import RunConfig
+from aeclust.encoders.records import EpochRecord
 from aeclust.errors import CheckpointError, ConfigError, InputError, RunDirError
-from aeclust.rundir import (
-    ARRAY_NAMES, FORMAT_VERSION, RECLUSTER_COPIES, RECLUSTER_NEEDS, REPORT_NEEDS, EpochRecord, RunDir, load_checked,
-)  # fmt: skip
+from aeclust.pipeline.rundir import ARRAY_NAMES, FORMAT_VERSION, RECLUSTER_COPIES, RECLUSTER_NEEDS, REPORT_NEEDS, RunDir
+from aeclust.runtime.io import load_checked  # fmt: skip
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:
@@ -277,19 +277,19 @@ def test_readers_share_a_run_directory_but_not_with_its_writer(tmp_path):
 def test_a_file_system_without_locks_leaves_the_run_unguarded_and_other_errors_are_raised(tmp_path, monkeypatch):
     import errno
 
-    import aeclust.rundir
+    import aeclust.pipeline.rundir
 
     def no_locks_here(descriptor, operation):
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(aeclust.rundir.fcntl, "flock", no_locks_here)
+    monkeypatch.setattr(aeclust.pipeline.rundir.fcntl, "flock", no_locks_here)
     with RunDir(tmp_path).held() as held:
         assert held.path == tmp_path
 
     def broken(descriptor, operation):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(aeclust.rundir.fcntl, "flock", broken)
+    monkeypatch.setattr(aeclust.pipeline.rundir.fcntl, "flock", broken)
     with pytest.raises(OSError, match="Input/output error"):
         with RunDir(tmp_path).held():
             pass

@@ -214,7 +214,7 @@ def resident_kb(path: Path) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc/self/smaps")
 def test_pages_read_from_a_store_stop_counting_as_resident_memory_once_released(tmp_path):
-    from aeclust.data.store import release_pages
+    from aeclust.runtime.io import release_pages
 
     source = write_folder(tmp_path / "pets", count=60, side=32)
     images = load_images(source, image_size=64).train_images  # 60 × 12 KB
@@ -246,9 +246,9 @@ def test_an_archive_holding_one_path_twice_keeps_its_last_copy_in_memory_and_in_
 
 
 def test_decoding_a_folder_says_how_many_images_are_left(tmp_path, capsys, monkeypatch):
-    import aeclust.progress
+    import aeclust.runtime.progress
 
-    monkeypatch.setattr(aeclust.progress, "LOG_INTERVAL", 0.0)  # a line for every batch decoded
+    monkeypatch.setattr(aeclust.runtime.progress, "LOG_INTERVAL", 0.0)  # a line for every batch decoded
     monkeypatch.setattr(folder_module, "DECODE_BATCH", 10)
     folder = write_folder(tmp_path / "pets", count=30)
     (folder / "notes.txt").write_text("not an image name: not counted")

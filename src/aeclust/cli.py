@@ -117,7 +117,8 @@ def build_config(args: argparse.Namespace):
         config = with_settings(config, args.set)
     _apply_k_range(config.cluster, args.k_range)
     if args.budget is not None:
-        from aeclust.budget import PLANNED_SETTINGS, parse_duration
+        from aeclust.budget.durations import parse_duration
+        from aeclust.budget.plan import PLANNED_SETTINGS
 
         planned = [
             option for option, given in (
@@ -155,12 +156,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()  # before torch is imported: a --budget counts that time too
     refuse_settings_on_resume(args)
     config = build_config(args)  # before importing torch, so a bad option fails at once
-    from aeclust.pipeline import run
+    from aeclust.pipeline.run import run
 
     if args.resume is not None and args.epochs is None:
         # A resumed run keeps its own epoch count: only an explicit --epochs extends it, not the default model's.
         config.train.epochs = 0
-    from aeclust.engine import stop_engine, torchrun_world
+    from aeclust.runtime.engine import stop_engine, torchrun_world
 
     try:
         result = run(
@@ -179,7 +180,7 @@ def cmd_recluster(args: argparse.Namespace) -> int:
 
     cluster = ClusterConfig(k=parse_k(args.k))  # checks --k and --k-range before torch loads
     _apply_k_range(cluster, args.k_range)
-    from aeclust.pipeline import recluster
+    from aeclust.pipeline.run import recluster
 
     k_range = (cluster.k_min, cluster.k_max) if args.k_range is not None else None
     result = recluster(
@@ -191,7 +192,7 @@ def cmd_recluster(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from aeclust.predict import predict
+    from aeclust.pipeline.predict import predict
 
     prediction = predict(args.run_dir, args.data, args.out, device=args.device)
     lines = [f"prediction: {prediction.run_dir}", f"images: {len(prediction.clusters)} ({prediction.method})"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from aeclust.errors import ConfigError
 from aeclust.format_version import FORMAT_VERSION
-from aeclust.io import write_text_atomic
+from aeclust.runtime.io import write_text_atomic
 
 AUTO_K = 0  # ClusterConfig.k that asks for k to be chosen from the data (`--k auto`)
 
@@ -76,7 +76,7 @@ class TrainConfig:
     mse_every: int = 1
     val_every: int = 1
     # A budgeted run plans its epochs from a few timed steps, then plans again from its first epoch's real time
-    # (aeclust.budget). Where the two differ, its first epoch followed the one-cycle schedule laid out for this
+    # (aeclust.budget.plan). Where the two differ, its first epoch followed the one-cycle schedule laid out for this
     # many epochs, and the rest of the schedule is laid out for ``epochs``; repeating such a run needs both.
     # 0: the schedule is laid out for ``epochs`` from the start.
     provisional_epochs: int = 0
@@ -93,7 +93,7 @@ class TrainConfig:
 class ClusterConfig:
     """Latents → reducer → embedder → clusterer."""
 
-    k: int = 2  # AUTO_K (0): chosen from the data within k_min..k_max by k_criterion (aeclust.choose_k)
+    k: int = 2  # AUTO_K (0): chosen from the data within k_min..k_max by k_criterion (aeclust.cluster.choose_k)
     k_min: int = 2
     k_max: int = 30
     k_criterion: str = "silhouette"
@@ -131,7 +131,7 @@ class RefineConfig:
     # share an image's label more often than the trained autoencoder's do.
     remine_neighbours: bool = False
     # Up to this many images, neighbours are found by exact search; above it by an approximate faiss index
-    # (aeclust.neighbours). None: the device's own limit (100,000 on a CPU, 2,000,000 on a GPU).
+    # (aeclust.cluster.neighbours). None: the device's own limit (100,000 on a CPU, 2,000,000 on a GPU).
     exact_search_limit: int | None = None
     # Then self-labelling (SCAN's last step): the images a cluster holds most confidently become targets for a
     # cross-entropy on strongly augmented views of themselves. A share per cluster, not SCAN's fixed probability
@@ -155,7 +155,7 @@ class RunConfig:
     # Processes reading training batches beside the one computing (aeclust.data.batches). None: none on a CPU,
     # whose cores the model needs, and a few on a GPU. Results are the same for any number.
     workers: int | None = None
-    # The time the run was given (--budget), in seconds; its plan set the epochs (aeclust.budget). 0: no budget.
+    # The time the run was given (--budget), in seconds; its plan set the epochs (aeclust.budget.plan). 0: no budget.
     budget_seconds: float = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

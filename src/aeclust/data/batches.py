@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from aeclust.data.store import PageReleaser
+from aeclust.runtime.io import PageReleaser
 
 GPU_WORKERS = 4  # enough to keep one GPU fed from 32×32 images; more only add start-up time
 PREFETCH_BATCHES = 4  # batches each worker reads ahead

@@ -18,7 +18,7 @@ from PIL import Image
 from aeclust.data.hw9 import TRAIN_IMAGES, TRAIN_LABELS, VAL_IMAGES, VAL_LABELS, load_hw9
 from aeclust.data.images import ImageSet
 from aeclust.data.store import cache_dir
-from aeclust.io import save_npy_atomic
+from aeclust.runtime.io import save_npy_atomic
 
 EMBEDDED_NAME = "animals-vs-vehicles"
 ARCHIVE = "animals-vs-vehicles-jpg.tar.gz"

@@ -19,7 +19,7 @@ from aeclust.data.images import ImageSet
 from aeclust.data.pixels import IMAGE_EXTENSIONS, UnreadableImageError, is_image_name, read_image
 from aeclust.data.store import decode_through_store, folder_key
 from aeclust.errors import InputError
-from aeclust.progress import Progress
+from aeclust.runtime.progress import Progress
 
 # Skipped files are named one by one up to this many; past it they are only counted, so a folder of
 # ten thousand broken files does not bury the terminal.

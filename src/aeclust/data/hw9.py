@@ -9,7 +9,7 @@ import numpy as np
 
 from aeclust.data.images import ImageSet, load_npy
 from aeclust.errors import RunDirError
-from aeclust.io import save_npy_atomic
+from aeclust.runtime.io import save_npy_atomic
 
 TRAIN_IMAGES, VAL_IMAGES, VAL_LABELS, TRAIN_LABELS = "trainX.npy", "valX.npy", "valY.npy", "trainY.npy"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import time
@@ -239,31 +238,3 @@ def _fsync(path: Path) -> None:
         os.fsync(file.fileno())
 
 
-RELEASE_EVERY = 64  # batches read from a store between two calls of release_pages
-
-
-class PageReleaser:
-    """Releases the pages of ``images`` (see :func:`release_pages`) once every :data:`RELEASE_EVERY` batches read."""
-
-    def __init__(self, images: np.ndarray) -> None:
-        self.images, self.batches = images, 0
-
-    def batch_read(self) -> None:
-        self.batches += 1
-        if self.batches % RELEASE_EVERY == 0:
-            release_pages(self.images)
-
-
-def release_pages(images: np.ndarray) -> None:
-    """Let the kernel drop the pages of a memory-mapped store this process has read.
-
-    They stay in the page cache, so the next read of them is as fast, but they stop counting in this process's
-    resident memory: without this, one pass over a million images leaves 3 GB of them resident. Arrays that are
-    not memory-mapped are left alone.
-    """
-    mapping = getattr(images, "_mmap", None)  # numpy's memmap (and every slice of it) keeps its mmap here
-    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            mapping.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):  # a closed mapping, or a system that refuses: only memory is at stake
-            pass

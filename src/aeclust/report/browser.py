@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 
 from aeclust.data import ImageSet
-from aeclust.io import atomic_open, write_text_atomic
 from aeclust.report.clusters import ClusterSummary, summarise_clusters
 from aeclust.report.grids import FRAME, GAP, montage
 from aeclust.report.runs import FinishedRun
 from aeclust.report.style import UNKNOWN_GREY, class_name, colour
+from aeclust.runtime.io import atomic_open, write_text_atomic
 
 PAGE_SIZE = 300  # images per page: a few screens of thumbnails, about 1 MB of sprite sheet at 32 px
 SHEET_COLUMNS = 20  # images per row of a sprite sheet; the page lays the tiles out to the window's width

@@ -15,8 +15,8 @@ from matplotlib.figure import Figure
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.errors import ConfigError, RunDirError
-from aeclust.io import write_text_atomic
-from aeclust.pipeline import run
+from aeclust.pipeline.run import run
+from aeclust.pipeline.rundir import RunDir
 from aeclust.presets import preset
 from aeclust.report import COMPARED_MODELS, DEFAULT_INDICES, INDEX_FILE, TABLE_FILE
 from aeclust.report.browser import write_browser
@@ -28,8 +28,8 @@ from aeclust.report.prediction import is_prediction_dir, load_prediction, predic
 from aeclust.report.runs import FinishedRun, class_names, images_for, load_runs, runs_held
 from aeclust.report.style import save_figure
 from aeclust.report.table import table_rows, text_table
-from aeclust.rundir import RunDir
-from aeclust.train import log
+from aeclust.runtime.io import write_text_atomic
+from aeclust.runtime.progress import log
 
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 

@@ -11,12 +11,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from aeclust.data import ImageSet
-from aeclust.infer import reconstruct
+from aeclust.encoders.autoencoder import load_model
 from aeclust.errors import InputError
 from aeclust.metrics import matching
 from aeclust.report.runs import FinishedRun, typicality_order
 from aeclust.report.style import UNKNOWN_GREY, class_name, colour, new_figure
-from aeclust.train import load_model
+from aeclust.runtime.infer import reconstruct
 
 GRID_ROWS, GRID_COLUMNS = 3, 8  # images per grid: enough to see a pattern, small enough to read at a glance
 # Past ten clusters each grid is one row: 50 clusters of three rows would make a figure 140 inches tall, and the

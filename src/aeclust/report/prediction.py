@@ -9,14 +9,14 @@ from pathlib import Path
 
 from aeclust.data import ImageSet, load_images
 from aeclust.errors import InputError, RunDirError
-from aeclust.io import write_text_atomic
+from aeclust.pipeline.rundir import RunDir
 from aeclust.report import INDEX_FILE, TABLE_FILE
 from aeclust.report.browser import write_browser
 from aeclust.report.figures import confusion_figure
 from aeclust.report.html import STYLE
 from aeclust.report.runs import FinishedRun, class_names
 from aeclust.report.style import save_figure
-from aeclust.rundir import RunDir
+from aeclust.runtime.io import write_text_atomic
 
 BROWSER_DIR = "browser"
 CONFUSION_FILE = "confusion.png"

@@ -12,8 +12,9 @@ import numpy as np
 
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
+from aeclust.encoders.records import EpochRecord
 from aeclust.errors import InputError, RunDirError
-from aeclust.rundir import REPORT_NEEDS, EpochRecord, RunDir
+from aeclust.pipeline.rundir import REPORT_NEEDS, RunDir
 
 
 @dataclass

@@ -6,16 +6,15 @@ report changes no global matplotlib state (no backend switch, no open windows) i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from functools import cache
+from pathlib import Path
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from aeclust.io import atomic_open
+from aeclust.runtime.io import atomic_open
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision deficiency.
 # Ordered so the first two, used for the usual two classes, differ most in lightness too; yellow is late

@@ -1,0 +1,1 @@
+"""Features → clusters: scaling, reducers, choosing k, neighbours, the clusterers."""

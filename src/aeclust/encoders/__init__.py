@@ -1,0 +1,1 @@
+"""Encoders: images → features, each kind fitted, saved and loaded alike."""

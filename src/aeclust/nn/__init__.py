@@ -1,0 +1,1 @@
+"""Network parts: models (backbones, heads), objectives (losses), augment (views)."""

@@ -1,0 +1,1 @@
+"""Refining clusters after the clustering stage: SCAN's neighbour consistency and self-labelling."""
