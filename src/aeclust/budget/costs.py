@@ -254,6 +254,17 @@ def midway_epoch(plan: BudgetPlan) -> int:
     return epoch if after_last and epoch < plan.epochs else 0
 
 
+def _at_pace(
+    plan: BudgetPlan, config: RunConfig, train_count: int, val_count: int, train_seconds: float, history_seconds: float
+) -> tuple[Costs, float, float]:
+    """What each part of the run costs at the pace its epochs now run (an epoch's mean ``train_seconds`` against the
+    step measured before training), what follows each epoch (its history and checkpoints), and a whole epoch."""
+    pace = _step_seconds(train_seconds, config, train_count) / plan.speeds.train_step_seconds
+    costs = Costs.of(config, train_count, val_count, plan.speeds.at_pace(pace))
+    after_each = history_seconds + plan.speeds.checkpoint_seconds
+    return costs, after_each, train_seconds + after_each
+
+
 def replan_midway(
     plan: BudgetPlan,
     config: RunConfig,
@@ -266,10 +277,8 @@ def replan_midway(
 ) -> BudgetPlan:
     """``plan`` made again after ``epochs_done`` epochs from their real time: an epoch's mean ``train_seconds`` since
     the plan before (see :func:`aeclust.pipeline.run.replan_run_midway`), and its history's mean ``history_seconds``
-    (the
-    val clustering, and the MSE pass where it was due);
-    ``spent_seconds`` is the run's time so far, the last epoch's history not yet taken. ``config`` holds the settings
-    as given (see :func:`replan_after_first_epoch`).
+    (the val clustering, and the MSE pass where it was due); ``spent_seconds`` is the run's time so far, the last
+    epoch's history not yet taken. ``config`` holds the settings as given (see :func:`replan_after_first_epoch`).
 
     The first epoch's time sets the plan after it, but later epochs drift from it: on this project's machine they ran
     15 % slower (a run 4 % over its budget) and 15 % quicker (a run 14 % under) than it did (docs/results.md,
@@ -278,10 +287,7 @@ def replan_midway(
     epochs now run against the step measured then: a machine 2.5 times quicker than when it measured ended a run at
     0.83 of its budget when only its epochs were counted quicker (section 29).
     """
-    pace = _step_seconds(train_seconds, config, train_count) / plan.speeds.train_step_seconds
-    costs = Costs.of(config, train_count, val_count, plan.speeds.at_pace(pace))
-    after_each = history_seconds + plan.speeds.checkpoint_seconds
-    epoch_seconds = train_seconds + after_each
+    costs, after_each, epoch_seconds = _at_pace(plan, config, train_count, val_count, train_seconds, history_seconds)
 
     def epochs_within(refine_epochs: int) -> int:
         # Still to come: this epoch's history, the epochs that fit, the last MSE pass, clustering and refinement.
@@ -322,11 +328,9 @@ def projected_seconds(
     """When a run on ``plan`` would end, ``epochs_done`` epochs in, if its epochs went on at the pace they now run (an
     epoch's mean ``train_seconds`` and ``history_seconds``, as :func:`replan_midway` takes them) and what follows them
     ran at that pace too; ``spent_seconds`` is the run's time so far, the last epoch's history not yet taken."""
-    pace = _step_seconds(train_seconds, config, train_count) / plan.speeds.train_step_seconds
-    costs = Costs.of(config, train_count, val_count, plan.speeds.at_pace(pace))
-    after_each = history_seconds + plan.speeds.checkpoint_seconds
+    costs, after_each, epoch_seconds = _at_pace(plan, config, train_count, val_count, train_seconds, history_seconds)
     end = costs.mse_seconds + costs.cluster_seconds + costs.refinement(plan.refine_epochs)
-    return spent_seconds + after_each + (plan.epochs - epochs_done) * (train_seconds + after_each) + end
+    return spent_seconds + after_each + (plan.epochs - epochs_done) * epoch_seconds + end
 
 
 def off_pace(plan: BudgetPlan, projected: float) -> bool:

@@ -355,7 +355,8 @@ def runs_off_pace(
     off = None
     if engine.is_main:
         epochs_done = len(history) + 1
-        if 1 < epochs_done < plan.epochs:  # the first epoch has its own plan; after the last, nothing is left to plan
+        # The first epoch has a plan of its own. After the last, a run ending early still has time for more epochs.
+        if epochs_done > 1:
             pace = epoch_pace(plan, history, train_seconds)
             projected = projected_seconds(plan, config, *image_counts(images), *pace, clock.spent())
             off = off_pace(plan, projected)
