@@ -4,9 +4,10 @@ for the cores during the first part of the run, and then stop.
     python bench/speed_change.py [--budget 10m] [--load-share 0.7] [--load-processes 1] [--data SOURCE]
                                  [--seed 0] [--out DIR] [--src NAME=SRC_DIR ...]
 
-A plan is made from the run's own speed and made again part-way (after the first epoch, and a third, two thirds and
-five sixths of the way); a machine that speeds up or slows down after the last of those plans ends the run early or
-late (docs/results.md, section 29). This sets that scene on purpose: --load-processes busy loops run from the start
+A plan is made from the run's own speed and made again part-way (after the first epoch, a third, two thirds and five
+sixths of the way, and after any epoch whose pace is more than a tenth of the budget off the plan); before the last
+of those rules, a machine that sped up or slowed down after the last planned epoch ended the run early or late
+(docs/results.md, sections 29 and 30). This sets that scene on purpose: --load-processes busy loops run from the start
 for --load-share of the budget, then are killed, and the run's epochs speed up. Each --src (a checkout's src folder,
 say one saved before a change to the planning, named NAME; default: this checkout's) runs the same budget, seed and
 load in its own process, one after another, so their plans are compared under the same change. The machine must be
