@@ -49,7 +49,7 @@ def clustering(**changes) -> ClusteringStage:
 def test_an_encoder_kind_is_one_class_and_one_registry_entry(small_set, tmp_path, monkeypatch):
     monkeypatch.setitem(registry.ENCODERS, MeanColourEncoder.kind, MeanColourEncoder)
     heard = []
-    refiner = FeatureRefiner(RefineConfig(epochs=3, neighbours=5, batch_size=32), k=2, seed=0)
+    refiner = FeatureRefiner(RefineConfig(epochs=3, neighbours=5, batch_size=32), seed=0)  # k: the clustering's
     pipeline = Pipeline(MeanColourEncoder(), clustering(scaling="standardize"), refiner,
                         callbacks=[lambda stage, made: heard.append(stage)])  # fmt: skip
     labels = pipeline.fit_predict(small_set)

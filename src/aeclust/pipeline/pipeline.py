@@ -39,7 +39,8 @@ class Pipeline:
     :meth:`fit` fits the encoder on the train images and encodes them, clusters their features, and refines the
     clusters on the same fixed features; ``labels_`` then holds each train image's cluster and ``features_`` the
     clustering features. :meth:`predict` places other images: by the refiner's head where there is one, else by the
-    clustering stage. ``callbacks`` hear of each stage as it ends.
+    clustering stage. ``callbacks`` hear of each stage as it ends. A refiner made without ``k`` refines as many
+    clusters as the clustering stage found (``--k auto`` chooses them from the data).
     """
 
     def __init__(
@@ -71,9 +72,8 @@ class Pipeline:
         self._ended("cluster", started, k=self.clusterer.k_)
         if self.refiner is not None:
             started = time.perf_counter()
-            self.refiner.k = self.clusterer.k_  # k may have been chosen from the data
             self.labels_ = self.refiner.fit(self.features_, self.clusterer.labels_).labels_
-            self._ended("refine", started, k=self.refiner.k)
+            self._ended("refine", started, k=self.refiner.n_clusters_)
         return self
 
     def fit_predict(self, images: ImageSet) -> np.ndarray:

@@ -22,6 +22,7 @@ from aeclust.cluster.stage import ClusteringStage
 from aeclust.config import RunConfig
 from aeclust.data import ImageSet, load_images
 from aeclust.encoders.autoencoder import load_model
+from aeclust.encoders.registry import load_encoder
 from aeclust.errors import ConfigError, RunDirError
 from aeclust.metrics import accuracy_of, clustering_scores
 from aeclust.pipeline.rundir import PREDICT_NEEDS, RunDir
@@ -102,7 +103,7 @@ def predict(
             outputs = ("probabilities",)
         else:
             method = "nearest centre"
-            model, _ = load_model(run.last_checkpoint, engine.device)
+            model = load_encoder(run.path, engine.device).module_
             assign = clustering_stage(run, config, train_clusters).place
             outputs = ("latents",)
     if images is None:

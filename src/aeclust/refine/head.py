@@ -39,12 +39,19 @@ class FeatureRefiner:
     neighbour consistency, then ``self_label_epochs`` of self-labelling; ``balance`` ("uniform" or "prior") holds the
     cluster sizes; ``seed`` draws every random number.
 
-    After :meth:`fit`: ``labels_`` (each fitted vector's cluster), ``head_`` (the k-way linear head on unit-length
-    features), ``neighbours_`` and ``losses_`` (per epoch); :meth:`predict` places other vectors by the head.
+    After :meth:`fit`: ``labels_`` (each fitted vector's cluster), ``n_clusters_``, ``head_`` (the k-way linear head
+    on unit-length features), ``neighbours_`` and ``losses_`` (per epoch); :meth:`predict` places other vectors by the
+    head. ``k`` None: as many clusters as the initial clusters number.
     """
 
     def __init__(
-        self, settings: RefineConfig, *, k: int, balance: str = "uniform", seed: int = 0, engine: Engine | None = None
+        self,
+        settings: RefineConfig,
+        *,
+        k: int | None = None,
+        balance: str = "uniform",
+        seed: int = 0,
+        engine: Engine | None = None,
     ) -> None:
         self.settings, self.k, self.balance, self.seed = settings, k, balance, seed
         self.engine = engine if engine is not None else Engine(torch.device("cpu"))
@@ -57,16 +64,18 @@ class FeatureRefiner:
                 f"{len(initial_clusters)} initial cluster labels for {len(features)} feature vectors; expected one each"
             )
         settings = self.settings
+        initial_clusters = np.asarray(initial_clusters)
+        k = self.n_clusters_ = self.k if self.k is not None else int(initial_clusters.max()) + 1
         torch.manual_seed(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
         points = unit_rows(features)
         limit = settings.exact_search_limit
         self.neighbours_ = nearest_neighbours(
-            points, neighbour_count(settings.neighbours, len(points), self.k), self.engine,
+            points, neighbour_count(settings.neighbours, len(points), k), self.engine,
             exact_limit=None if limit is None else int(limit),
         )  # fmt: skip
-        self.head_ = head_from_clusters(points, np.asarray(initial_clusters), self.k)
-        shares = target_shares(np.asarray(initial_clusters), self.k, self.balance)
+        self.head_ = head_from_clusters(points, initial_clusters, k)
+        shares = target_shares(initial_clusters, k, self.balance)
         consistency = NeighbourConsistencyObjective(settings.entropy_weight, shares)
         optimizer = torch.optim.Adam(self.head_.parameters(), lr=settings.head_lr)
         self.losses_ = []
@@ -117,13 +126,13 @@ class FeatureRefiner:
         with torch.no_grad():
             confidence, clusters = self.head_(points).softmax(1).max(1)
         chosen = []
-        for cluster in range(self.k):
+        for cluster in range(self.n_clusters_):
             members = (clusters == cluster).nonzero().squeeze(1)
             keep = math.ceil(len(members) * self.settings.confident_share)
             chosen.append(members[confidence[members].argsort(descending=True, stable=True)[:keep]])
         chosen = torch.cat(chosen).sort().values
         targets = clusters[chosen]
-        objective = SelfLabellingObjective(torch.bincount(targets, minlength=self.k), shares)
+        objective = SelfLabellingObjective(torch.bincount(targets, minlength=self.n_clusters_), shares)
         order = torch.randperm(len(chosen), generator=generator)[: self.settings.anchors_per_epoch]
         size = self.settings.batch_size
         batches = (order[start : start + size] for start in range(0, len(order), size))
@@ -155,6 +164,7 @@ class FeatureRefiner:
         except (OSError, ValueError, KeyError) as error:
             raise RunDirError(f"{path}: expected a refined cluster head, could not read it ({error})") from None
         refiner = cls(settings or RefineConfig(), k=len(bias))
+        refiner.n_clusters_ = len(bias)
         refiner.head_ = torch.nn.Linear(weight.shape[1], len(bias))
         refiner.head_.load_state_dict({"weight": weight, "bias": bias})
         return refiner
