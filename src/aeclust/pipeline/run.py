@@ -320,8 +320,8 @@ def replan_run_midway(
     train_seconds: float,
     clock: BudgetClock,
 ) -> BudgetPlan:
-    """``plan`` made again from the epochs trained so far (see :func:`aeclust.budget.plan.replan_midway`): the last one's
-    ``train_seconds``, and those ``history`` holds of the others. An epoch's training is timed by the epochs since
+    """``plan`` made again from the epochs trained so far (see :func:`aeclust.budget.costs.replan_midway`): the last
+    one's ``train_seconds``, and those ``history`` holds of the others. An epoch's training is timed by the epochs since
     the plan before, not all of them, so that a machine that sped up or slowed down part-way through is planned for
     as it now runs (docs/results.md, section 29); the first epoch's, slower than the rest (reading the images,
     warming up), is never counted. An epoch's history is timed by all of them, since its MSE pass comes only every
@@ -418,36 +418,23 @@ def placed_by_train_cuts(val_latents: np.ndarray, stage: ClusteringStage, config
     return Clustering(features, embedding, stage.predict(val_latents))
 
 
-def cluster_refine_and_write(
-    run_dir: Path,
-    config: RunConfig,
-    images: ImageSet,
-    model: nn.Module,
-    evaluation: Evaluation,
-    metrics: dict,
-    timings: dict[str, float],
-    started: float,
-    *,
-    resume_refinement: bool = False,
-    engine: Engine | None = None,
-    clock: BudgetClock | None = None,
-) -> RunResult:
-    """The end of every run, shared by :func:`run` and :func:`recluster`: choose k if the configuration leaves it
-    to the data, cluster the train latents, refine, score, and write prediction.csv, arrays/ and metrics.json.
+@dataclass
+class RunClusters:
+    """The clusters a run's stages hand on: the train images' (and val's), and the fitted clustering stage."""
 
-    ``evaluation`` holds the trained model's latents (and, when it has one, a val clustering with this
-    configuration); ``metrics`` and ``timings`` are what the caller has recorded so far. Under torchrun the main
-    process clusters and writes; every process refines. A budgeted run's ``clock`` adds the time left to the
-    refinement's lines and the time taken to ``metrics["budget"]``.
-    """
-    engine = engine if engine is not None else start_engine(config.device)
-    directory = RunDir(run_dir)
-    metrics["train_mse"] = evaluation.train_mse
-    arrays = {"train_latents": evaluation.train_latents}
-    if images.has_val:
-        metrics["val_mse"] = evaluation.val_mse
-        arrays["val_latents"] = evaluation.val_latents
+    config: RunConfig  # with the k and the clusterer the stage chose, where the settings left them to it
+    initial: np.ndarray  # the clustering stage's train clusters, in every process
+    train: Clustering | None  # None outside the main process
+    val: Clustering | None
+    stage: ClusteringStage | None  # the main process's fitted stage
 
+
+def cluster_stage(
+    config: RunConfig, images: ImageSet, evaluation: Evaluation, engine: Engine, metrics: dict, timings: dict
+) -> RunClusters:
+    """The clustering stage on the train latents (k chosen first where the settings leave it to the data), and the
+    val images cut into the same k by the same clusterer, or placed in the train's clusters where the clusterer places
+    other points itself. The main process clusters; every process gets the train clusters."""
     mark = time.perf_counter()
     train_clustering = val_clustering = selection = stage = None
     if engine.is_main:
@@ -477,47 +464,81 @@ def cluster_refine_and_write(
     )
     # From here the clusterer is the one "auto" chose: val is cut by it, and the refiner holds its sizes by it.
     config = replace(config, cluster=replace(config.cluster, k=chosen_k, clusterer=chosen_clusterer))
-    refining = config.refine.total_epochs > 0
     if images.has_val and engine.is_main and stage.places_others:
         val_clustering = placed_by_train_cuts(evaluation.val_latents, stage, config)
     elif images.has_val and val_clustering is None and engine.is_main:
         val_clustering = cluster_latents(evaluation.val_latents, config.cluster, config.seed)
-    if refining:
-        if images.train_labels is not None and engine.is_main:
-            metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, train_clustering.clusters)
-        if val_clustering is not None:
-            metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, val_clustering.clusters)
-        balance = metrics["refine_balance"] = resolve_balance(config.refine.balance, chosen_clusterer)
-        log(
-            f"refining the {config.cluster.k} clusters: {config.refine.epochs} epochs of neighbour consistency, "
-            f"{config.refine.self_label_epochs} of self-labelling, sizes held {BALANCE_WORDS[balance]}"
-        )
-        mark = time.perf_counter()
-        refiner = refiner_for(model, images, config, initial_clusters, run_dir, evaluation.epoch, engine)
-        if resume_refinement and refiner.resume():
-            log(f"resuming the refinement after its epoch {refiner.epoch}")
-        refined = refiner.fit(log if clock is None else lambda line: log(f"{line}  {clock.describe()}"))
-        timings["refine_seconds"] = time.perf_counter() - mark
-        timings |= {f"refine_{part}_seconds": seconds for part, seconds in refiner.seconds.items()}
-        train_clustering = Clustering(refined.train_features, refined.train_features, refined.train_clusters)
-        if refined.val_clusters is not None:
-            val_clustering = Clustering(refined.val_features, refined.val_features, refined.val_clusters)
-    if not engine.is_main:  # the others have refined with it; the main one scores and writes
-        return RunResult(run_dir, metrics, train_clustering.clusters if train_clustering else initial_clusters)
-    arrays |= {"train_embedding": train_clustering.embedding, "train_clusters": train_clustering.clusters}
-    directory.write_prediction(images.ids(), train_clustering.clusters)
-    metrics["cluster_sizes"] = np.bincount(train_clustering.clusters, minlength=config.cluster.k).tolist()
-    if images.train_labels is not None:
-        metrics["train_accuracy"] = accuracy_of(images.train_labels, train_clustering.clusters)
-        metrics["train_scores"] = clustering_scores(images.train_labels, train_clustering.clusters)
+    return RunClusters(config, initial_clusters, train_clustering, val_clustering, stage)
+
+
+def refine_stage(
+    clusters: RunClusters,
+    images: ImageSet,
+    model: nn.Module,
+    evaluation: Evaluation,
+    run_dir: Path,
+    engine: Engine,
+    metrics: dict,
+    timings: dict,
+    resume: bool,
+    clock: BudgetClock | None,
+) -> RunClusters:
+    """``clusters`` refined by neighbour consistency (and self-labelling) on the images, as the run's settings say;
+    every process refines, each on its share of every batch."""
+    config = clusters.config
+    if images.train_labels is not None and engine.is_main:
+        metrics["train_accuracy_before_refine"] = accuracy_of(images.train_labels, clusters.train.clusters)
+    if clusters.val is not None:
+        metrics["val_accuracy_before_refine"] = accuracy_of(images.val_labels, clusters.val.clusters)
+    balance = metrics["refine_balance"] = resolve_balance(config.refine.balance, config.cluster.clusterer)
+    log(
+        f"refining the {config.cluster.k} clusters: {config.refine.epochs} epochs of neighbour consistency, "
+        f"{config.refine.self_label_epochs} of self-labelling, sizes held {BALANCE_WORDS[balance]}"
+    )
+    mark = time.perf_counter()
+    refiner = refiner_for(model, images, config, clusters.initial, run_dir, evaluation.epoch, engine)
+    if resume and refiner.resume():
+        log(f"resuming the refinement after its epoch {refiner.epoch}")
+    refined = refiner.fit(log if clock is None else lambda line: log(f"{line}  {clock.describe()}"))
+    timings["refine_seconds"] = time.perf_counter() - mark
+    timings |= {f"refine_{part}_seconds": seconds for part, seconds in refiner.seconds.items()}
+    train = Clustering(refined.train_features, refined.train_features, refined.train_clusters)
+    val = clusters.val
+    if refined.val_clusters is not None:
+        val = Clustering(refined.val_features, refined.val_features, refined.val_clusters)
+    return replace(clusters, train=train, val=val)
+
+
+def write_run(
+    directory: RunDir,
+    clusters: RunClusters,
+    images: ImageSet,
+    evaluation: Evaluation,
+    metrics: dict,
+    timings: dict,
+    started: float,
+    clock: BudgetClock | None,
+) -> None:
+    """Score the clusters and write prediction.csv, arrays/, centres.npz (where no refined head will place new
+    images) and metrics.json."""
+    config, train, val = clusters.config, clusters.train, clusters.val
+    arrays = {"train_latents": evaluation.train_latents}
     if images.has_val:
-        arrays |= {"val_embedding": val_clustering.embedding, "val_clusters": val_clustering.clusters}
-        metrics["val_accuracy"] = accuracy_of(images.val_labels, val_clustering.clusters)
-        metrics["val_scores"] = clustering_scores(images.val_labels, val_clustering.clusters)
+        arrays["val_latents"] = evaluation.val_latents
+    arrays |= {"train_embedding": train.embedding, "train_clusters": train.clusters}
+    directory.write_prediction(images.ids(), train.clusters)
+    metrics["cluster_sizes"] = np.bincount(train.clusters, minlength=config.cluster.k).tolist()
+    if images.train_labels is not None:
+        metrics["train_accuracy"] = accuracy_of(images.train_labels, train.clusters)
+        metrics["train_scores"] = clustering_scores(images.train_labels, train.clusters)
+    if images.has_val:
+        arrays |= {"val_embedding": val.embedding, "val_clusters": val.clusters}
+        metrics["val_accuracy"] = accuracy_of(images.val_labels, val.clusters)
+        metrics["val_scores"] = clustering_scores(images.val_labels, val.clusters)
     for name, array in arrays.items():
         directory.save_array(name, array)
-    if not refining:  # where no refined head assigns new images, the clustering stage places them
-        stage.save(directory.centres)
+    if config.refine.total_epochs == 0:  # where no refined head assigns new images, the clustering stage places them
+        clusters.stage.save(directory.centres)
     timings["total_seconds"] = time.perf_counter() - started
     metrics["timings"] = timings
     if clock is not None:
@@ -526,7 +547,44 @@ def cluster_refine_and_write(
         log(f"budget {format_duration(clock.budget_seconds)}: took {format_duration(taken)}")
     metrics["class_names"] = images.class_names
     directory.write_metrics(metrics)
-    return RunResult(run_dir, metrics, train_clustering.clusters)
+
+
+def cluster_refine_and_write(
+    run_dir: Path,
+    config: RunConfig,
+    images: ImageSet,
+    model: nn.Module,
+    evaluation: Evaluation,
+    metrics: dict,
+    timings: dict[str, float],
+    started: float,
+    *,
+    resume_refinement: bool = False,
+    engine: Engine | None = None,
+    clock: BudgetClock | None = None,
+) -> RunResult:
+    """The end of every run, shared by :func:`run` and :func:`recluster`: the clustering stage
+    (:func:`cluster_stage`), the refinement where the settings ask for one (:func:`refine_stage`), and the run's
+    files (:func:`write_run`).
+
+    ``evaluation`` holds the trained model's latents (and, when it has one, a val clustering with this
+    configuration); ``metrics`` and ``timings`` are what the caller has recorded so far. Under torchrun the main
+    process clusters and writes; every process refines. A budgeted run's ``clock`` adds the time left to the
+    refinement's lines and the time taken to ``metrics["budget"]``.
+    """
+    engine = engine if engine is not None else start_engine(config.device)
+    metrics["train_mse"] = evaluation.train_mse
+    if images.has_val:
+        metrics["val_mse"] = evaluation.val_mse
+    clusters = cluster_stage(config, images, evaluation, engine, metrics, timings)
+    if clusters.config.refine.total_epochs > 0:
+        clusters = refine_stage(
+            clusters, images, model, evaluation, run_dir, engine, metrics, timings, resume_refinement, clock
+        )
+    if not engine.is_main:  # the others have refined with it; the main one scores and writes
+        return RunResult(run_dir, metrics, clusters.train.clusters if clusters.train else clusters.initial)
+    write_run(RunDir(run_dir), clusters, images, evaluation, metrics, timings, started, clock)
+    return RunResult(run_dir, metrics, clusters.train.clusters)
 
 
 RECLUSTER_SECTIONS = ("cluster.", "refine.")
