@@ -63,14 +63,8 @@ class ClusteringStage:
         chosen on the points the clusterer sees (``k_criterion`` over ``k_min..k_max``)."""
         settings, seed = self.settings, self.seed
         seconds: dict[str, float] = {}
-        started = time.perf_counter()
-        self.features_ = LatentFeatures(settings.latent, settings.scaling)
-        features = self.features_.fit_transform(latents)
-        reduced = reduce(features, settings, seed)
-        reduced_at = time.perf_counter()
-        embedding = embed_2d(reduced, settings, seed)
+        features, reduced, embedding = self.embed(latents, seconds)
         embedded_at = time.perf_counter()
-        seconds.update(reduce=reduced_at - started, embed=embedded_at - reduced_at)
         selection = None
         if settings.k == AUTO_K:
             selection = choose_k(embedding, settings.k_min, settings.k_max, settings.k_criterion, seed)
@@ -83,18 +77,37 @@ class ClusteringStage:
         self.labels_ = self.clusterer_.labels_
         choice = self.clusterer_.choice_ if isinstance(self.clusterer_, AutoClusterer) else None
         self.clustering_ = Clustering(reduced, embedding, self.labels_, seconds, selection, choice)
-        # The clusterer places new points itself where it cut the features as they are; after a reducer or an
-        # embedder, which cannot place new points faithfully, the centres of its clusters in the features do.
-        cut_the_features = settings.reducer == "none" and settings.embedder == "none"
+        self.places_others_ = self.clusterer_.places_others
         self.placer_ = (
-            self.clusterer_ if cut_the_features else NearestCentres(self.k_).fit_centres(features, self.labels_)
+            self.clusterer_ if self.cuts_the_features else NearestCentres(self.k_).fit_centres(features, self.labels_)
         )
         return self
+
+    def embed(
+        self, latents: np.ndarray, seconds: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stage before its cut: ``latents``' features (scaled by their own statistics, which :attr:`features_`
+        keeps), those after the reducer, and their embedding; the time each took in ``seconds`` ("reduce", "embed")."""
+        started = time.perf_counter()
+        self.features_ = LatentFeatures(self.settings.latent, self.settings.scaling)
+        features = self.features_.fit_transform(latents)
+        reduced = reduce(features, self.settings, self.seed)
+        reduced_at = time.perf_counter()
+        embedding = embed_2d(reduced, self.settings, self.seed)
+        if seconds is not None:
+            seconds.update(reduce=reduced_at - started, embed=time.perf_counter() - reduced_at)
+        return features, reduced, embedding
+
+    @property
+    def cuts_the_features(self) -> bool:
+        """Whether the clusterer cuts the features as they are. Then it places new points itself; after a reducer or an
+        embedder, which cannot place new points faithfully, the centres of its clusters in the features place them."""
+        return self.settings.reducer == "none" and self.settings.embedder == "none"
 
     @property
     def places_others(self) -> bool:
         """Whether other images (a run's val images) are better placed in this clustering than cut on their own."""
-        return getattr(self, "clusterer_", self.placer_).places_others
+        return self.places_others_
 
     def fit_placer(self, latents: np.ndarray, labels: np.ndarray) -> ClusteringStage:
         """Fit only what places new latents, to ``labels`` of ``latents`` that a run clustered before it saved its
@@ -104,9 +117,9 @@ class ClusteringStage:
         features = self.features_.fit_transform(latents)
         self.k_ = int(labels.max()) + 1
         self.labels_ = labels
-        cut_the_features = settings.reducer == "none" and settings.embedder == "none"
         placer = create_clusterer(settings.clusterer, self.k_, self.seed)
-        if cut_the_features and placer.places_others:
+        self.places_others_ = placer.places_others
+        if self.cuts_the_features and placer.places_others:
             placer.cut(features)
         else:
             placer = NearestCentres(self.k_)
@@ -137,6 +150,7 @@ class ClusteringStage:
             raise RunDirError(f"{path}: expected a run's cluster centres, could not read them ({error})") from None
         stage = cls(ClusterConfig(latent=features.mode, scaling=features.scaling, k=placer.n_clusters))
         stage.features_, stage.placer_, stage.k_ = features, placer, placer.n_clusters
+        stage.places_others_ = placer.places_others
         return stage
 
 
@@ -144,8 +158,8 @@ def embedded_latents(
     latents: np.ndarray, config: ClusterConfig, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The clustering stage before its cut: the latents' features after the reducer, and their embedding."""
-    reduced = reduce(LatentFeatures(config.latent, config.scaling).fit_transform(latents), config, seed)
-    return reduced, embed_2d(reduced, config, seed)
+    _, reduced, embedding = ClusteringStage(config, seed=seed).embed(latents)
+    return reduced, embedding
 
 
 def cluster_latents(latents: np.ndarray, config: ClusterConfig, seed: int = 0) -> Clustering:

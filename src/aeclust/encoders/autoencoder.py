@@ -266,15 +266,8 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def state(self, full: bool) -> dict:
-        state = {
-            "kind": CHECKPOINT_KIND,
-            "format_version": FORMAT_VERSION,
-            "model_config": asdict(self.model_settings),
-            "image_size": self.images.image_size,
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "heads": {name: head.state_dict() for name, head in self.heads.items()},
-        }
+        heads = {name: head.state_dict() for name, head in self.heads.items()}
+        state = weights_state(self.model_settings, self.images.image_size, self.epoch, self.model, heads)
         if full:
             state |= {
                 "train": asdict(self.settings),
@@ -429,10 +422,11 @@ class Trainer:
             # Either may be left out at some epochs (train.mse_every, train.val_every), or have no images to measure.
             mse = f"{train_mse:.4f}" if math.isfinite(train_mse) else "  –   "
             accuracy = f"{val_accuracy:.3f}" if math.isfinite(val_accuracy) else "  –  "
+            status = self.hooks.status() if self.hooks.status is not None else ""
             log(
                 f"epoch {self.epoch:3d}/{self.settings.epochs}  loss {loss:.4f}  train MSE {mse}  "
                 f"val acc {accuracy}  ({record.train_seconds:.0f}s train, {record.eval_seconds:.0f}s eval)"
-                + (f"  {status}" if (status := self.hooks.status() if self.hooks.status else "") else "")
+                + (f"  {status}" if status else "")
             )
             if on_epoch is not None:
                 on_epoch(record)
@@ -450,6 +444,15 @@ class Trainer:
 
 
 SCHEDULES = ("constant", "onecycle")
+
+
+def weights_state(model: ModelConfig, image_size: int, epoch: int, autoencoder: nn.Module, heads: dict) -> dict:
+    """A checkpoint of the weights alone (an epoch's, or a saved encoder's): enough to rebuild the autoencoder
+    (:func:`load_model`)."""
+    return {
+        "kind": CHECKPOINT_KIND, "format_version": FORMAT_VERSION, "model_config": asdict(model),
+        "image_size": image_size, "epoch": epoch, "model": autoencoder.state_dict(), "heads": heads,
+    }  # fmt: skip
 
 
 def saved_training(state: dict) -> TrainConfig:
@@ -585,10 +588,7 @@ class AutoencoderEncoder(Encoder):
 
     def save(self, directory: Path) -> None:
         """The weights alone, as an epoch's checkpoint keeps them, in ``directory``'s ``checkpoints/last.pt``."""
-        state = {
-            "kind": CHECKPOINT_KIND, "format_version": FORMAT_VERSION, "model_config": asdict(self.model),
-            "image_size": self.image_size_, "epoch": self.epoch_, "model": self.module_.state_dict(), "heads": {},
-        }  # fmt: skip
+        state = weights_state(self.model, self.image_size_, self.epoch_, self.module_, heads={})
         torch_save_atomic(Path(directory) / LAST_CHECKPOINT, state)
 
     @classmethod

@@ -225,11 +225,7 @@ def run(
         )
 
         callbacks = RunCallbacks(config, run_dir)
-        set_threads(config.threads)
-        encoder = AutoencoderEncoder(
-            config.model, config.train, directory=run_dir, seed=config.seed, workers=config.workers, engine=engine,
-            hooks=callbacks.training_hooks(),
-        )  # fmt: skip
+        encoder = run_encoder(config, run_dir, engine, callbacks)
         trainer = encoder.trainer(images, resume)
         clock = None
         if config.budget_seconds > 0:
@@ -281,15 +277,20 @@ def run(
         return result
 
 
+def run_encoder(config: RunConfig, run_dir: Path, engine: Engine, callbacks: RunCallbacks) -> AutoencoderEncoder:
+    """``config``'s autoencoder as a run trains it in ``run_dir``, on this machine's threads, with ``callbacks``."""
+    set_threads(config.threads)
+    return AutoencoderEncoder(
+        config.model, config.train, directory=run_dir, seed=config.seed, workers=config.workers, engine=engine,
+        hooks=callbacks.training_hooks(),
+    )  # fmt: skip
+
+
 def run_trainer(config: RunConfig, images: ImageSet, run_dir: Path, engine: Engine | None = None) -> Trainer:
     """The training of ``config``'s autoencoder as a run makes it in ``run_dir``: its history written, its val images
     clustered as the run clusters them, its last latents written to ``arrays/`` (a run adds its budget)."""
     engine = engine if engine is not None else start_engine(config.device)
-    set_threads(config.threads)
-    return Trainer(
-        config.model, config.train, images, run_dir, engine, RunCallbacks(config, run_dir).training_hooks(),
-        seed=config.seed, workers=config.workers,
-    )  # fmt: skip
+    return run_encoder(config, run_dir, engine, RunCallbacks(config, run_dir)).trainer(images)
 
 
 def plan_run(config: RunConfig, images: ImageSet, engine: Engine, spent_seconds: float) -> BudgetPlan:

@@ -11,7 +11,6 @@ SCAN's head on a matrix, hence the code here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from aeclust.cluster.neighbours import nearest_neighbours
 from aeclust.config import RefineConfig
 from aeclust.errors import RunDirError
 from aeclust.nn.objectives import NeighbourConsistencyObjective, SelfLabellingObjective
-from aeclust.refine.scan import head_from_clusters, neighbour_count, target_shares
+from aeclust.refine.scan import head_from_clusters, most_confident, neighbour_count, target_shares
 from aeclust.runtime.engine import Engine
 from aeclust.runtime.io import atomic_open
 from aeclust.runtime.loop import run_epoch
@@ -124,14 +123,7 @@ class FeatureRefiner:
     ) -> float:
         """Cross-entropy towards each cluster's most confident ``confident_share`` of the vectors."""
         with torch.no_grad():
-            confidence, clusters = self.head_(points).softmax(1).max(1)
-        chosen = []
-        for cluster in range(self.n_clusters_):
-            members = (clusters == cluster).nonzero().squeeze(1)
-            keep = math.ceil(len(members) * self.settings.confident_share)
-            chosen.append(members[confidence[members].argsort(descending=True, stable=True)[:keep]])
-        chosen = torch.cat(chosen).sort().values
-        targets = clusters[chosen]
+            chosen, targets = most_confident(self.head_(points).softmax(1), self.settings.confident_share)
         objective = SelfLabellingObjective(torch.bincount(targets, minlength=self.n_clusters_), shares)
         order = torch.randperm(len(chosen), generator=generator)[: self.settings.anchors_per_epoch]
         size = self.settings.batch_size

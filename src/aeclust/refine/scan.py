@@ -93,6 +93,19 @@ class Refinement:
     val_features: np.ndarray | None = None
 
 
+def most_confident(probabilities: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows each cluster holds most confidently (its ``share`` of the rows it takes, by their probability under
+    it), and their clusters, in row order: self-labelling's targets."""
+    confidence, clusters = probabilities.max(1)
+    chosen = []
+    for cluster in range(probabilities.shape[1]):
+        members = (clusters == cluster).nonzero().squeeze(1)
+        keep = math.ceil(len(members) * share)
+        chosen.append(members[confidence[members].argsort(descending=True, stable=True)[:keep]])
+    chosen = torch.cat(chosen).sort().values
+    return chosen, clusters[chosen]
+
+
 def pair_logits(
     module: nn.Module, views: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -276,14 +289,7 @@ class NeighbourRefiner:
         probabilities = infer(
             self.cluster_model, self.images.train_images, ("probabilities",), head=self.head, engine=self.engine
         ).probabilities
-        confidence, clusters = probabilities.max(1)
-        chosen = []
-        for cluster in range(probabilities.shape[1]):
-            members = (clusters == cluster).nonzero().squeeze(1)
-            keep = math.ceil(len(members) * self.settings.confident_share)
-            chosen.append(members[confidence[members].argsort(descending=True, stable=True)[:keep]])
-        chosen = torch.cat(chosen).sort().values
-        return chosen, clusters[chosen]
+        return most_confident(probabilities, self.settings.confident_share)
 
     def self_label_one_epoch(self) -> tuple[float, list[int]]:
         """Cross-entropy towards the confidently held clusters, on strongly augmented views; the mean loss and how
@@ -382,7 +388,7 @@ def refine_clusters(
 ) -> Refinement:
     """Refine a clustering of ``images.train_images`` as ``config.refine`` says, outside any run directory.
 
-    The notebook entry point: ``model`` is a trained autoencoder (for example from ``aeclust.encoders.autoencoder.load_model``),
+    The notebook entry point: ``model`` is a trained autoencoder (for example from ``aeclust.load_model``),
     ``initial_clusters`` the clustering stage's answer for the train images. Nothing is written to disk; ``model``
     itself is left unchanged.
     """

@@ -1,7 +1,7 @@
 """The objectives a model learns by, each a small module that owns its head and returns its loss.
 
-Training an autoencoder (:mod:`aeclust.encoders.autoencoder`) runs the self-supervised ones: reconstruction, rotation and
-contrastive views, assembled by :func:`build_objectives` from a model's settings. Refinement
+Training an autoencoder (:mod:`aeclust.encoders.autoencoder`) runs the self-supervised ones: reconstruction, rotation
+and contrastive views, assembled by :func:`build_objectives` from a model's settings. Refinement
 (:mod:`aeclust.refine.scan`) runs the clustering ones: neighbour consistency, then self-labelling.
 """
 
